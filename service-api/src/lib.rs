@@ -1,0 +1,2 @@
+//! The API a Tandem service author programs against.
+#![deny(missing_docs)]
