@@ -76,6 +76,16 @@ pub enum ArchiveError {
         append_position: u64,
     },
 
+    /// An encoded frame offered for appending (from another member) does not
+    /// validate at the position it would occupy.
+    #[error("invalid frame at position {position}: {reason}")]
+    InvalidFrame {
+        /// The log position the frame would have occupied.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// A frame longer than the configured maximum was offered.
     #[error("frame of {len_bytes} bytes exceeds the maximum frame length {max_bytes}")]
     FrameTooLong {
@@ -86,7 +96,9 @@ pub enum ArchiveError {
     },
 
     /// The directory belongs to another cluster or member.
-    #[error("{path} belongs to cluster {found_cluster_id} member {found_member_id}, not cluster {cluster_id} member {member_id}")]
+    #[error(
+        "{path} belongs to cluster {found_cluster_id} member {found_member_id}, not cluster {cluster_id} member {member_id}"
+    )]
     IdentityMismatch {
         /// The node-state file.
         path: PathBuf,
@@ -121,11 +133,19 @@ pub enum ArchiveError {
 impl ArchiveError {
     /// Wraps an I/O error with the operation and path it concerns.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        ArchiveError::Io { op, path: path.into(), source }
+        ArchiveError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Builds a [`ArchiveError::Corrupted`].
     pub fn corrupted(file: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
-        ArchiveError::Corrupted { file: file.into(), position, reason: reason.into() }
+        ArchiveError::Corrupted {
+            file: file.into(),
+            position,
+            reason: reason.into(),
+        }
     }
 }
