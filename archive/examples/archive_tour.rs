@@ -97,7 +97,9 @@ fn main() -> Result<()> {
     drop(archive);
 
     // Tear the tail: scribble over the last 100 bytes of the log.
-    let last_segment = dir.join("log").join(format!("{:020}.seg", (end - 100) & !((1 << 20) - 1)));
+    let last_segment = dir
+        .join("log")
+        .join(format!("{:020}.seg", (end - 100) & !((1 << 20) - 1)));
     let mut bytes = std::fs::read(&last_segment).expect("read segment");
     let tail = ((end - 100) % (1 << 20)) as usize;
     bytes[tail..tail + 100].fill(0xFF);
