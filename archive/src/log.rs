@@ -46,7 +46,6 @@ use std::thread::JoinHandle;
 use crate::error::{ArchiveError, Result};
 use crate::frame::{
     self, Decoded, Frame, FrameHeader, HEADER_LEN, PADDING_FRAME_TYPE, align_frame_len,
-    aligned_frame_len,
 };
 use crate::segment::{self, Segment};
 
@@ -501,8 +500,7 @@ impl Log {
             };
             match verdict {
                 Ok(term) => {
-                    self.note_term(term, position);
-                    self.append_position = position + aligned as u64;
+                    self.finish_append(position, aligned, term);
                     bytes = &bytes[aligned.min(bytes.len())..];
                 }
                 Err(reason) => {
@@ -555,18 +553,40 @@ impl Log {
     /// does not fit. Returns the position the frame goes to.
     fn reserve(&mut self, aligned_len: usize) -> Result<u64> {
         let seg_len = self.config.segment_len_bytes;
-        let mut position = self.append_position;
+        let position = self.append_position;
         let offset = position & (seg_len - 1);
         let remaining = seg_len - offset;
         if offset != 0 && aligned_len as u64 > remaining {
+            // The frame goes to the next segment; the padding that closes this
+            // one is written when the frame is committed (`finish_append`), so an
+            // abandoned or refused frame leaves the log exactly as it was.
             let next_base = position + remaining;
             self.ensure_segment(next_base)?;
+            Ok(next_base)
+        } else {
+            self.ensure_segment(self.segment_base(position))?;
+            Ok(position)
+        }
+    }
+
+    /// Makes the frame of `aligned_len` bytes at `position` (returned by
+    /// `reserve` and already sealed) part of the log: closes the previous
+    /// segment with padding if the frame rolled over, advances the append
+    /// position and the term index.
+    fn finish_append(&mut self, position: u64, aligned_len: usize, term: u64) {
+        let pad_at = self.append_position;
+        if position != pad_at {
+            let remaining = position - pad_at;
+            debug_assert_eq!(
+                position,
+                self.segment_base(pad_at) + self.config.segment_len_bytes
+            );
             if remaining >= HEADER_LEN as u64 {
                 let idx = self
-                    .segment_index(position)
+                    .segment_index(pad_at)
                     .expect("current segment is mapped");
                 let seg = &mut self.segments[idx];
-                let off = offset as usize;
+                let off = (pad_at - seg.base_position) as usize;
                 let pad = &mut seg.map[off..off + HEADER_LEN];
                 frame::write_header(
                     pad,
@@ -575,20 +595,22 @@ impl Log {
                         ..FrameHeader::default()
                     },
                 );
-                frame::seal(pad, remaining as u32, position);
+                frame::seal(pad, remaining as u32, pad_at);
             }
-            position = next_base;
-            self.append_position = position;
-        } else {
-            self.ensure_segment(self.segment_base(position))?;
         }
-        Ok(position)
+        self.note_term(term, position);
+        self.append_position = position + aligned_len as u64;
     }
 
     /// Makes sure the segment starting at `base` is mapped (it is the current
     /// one or the next one).
     fn ensure_segment(&mut self, base: u64) -> Result<()> {
-        if self.segment_index(base).is_some() {
+        if self
+            .segments
+            .back()
+            .is_some_and(|s| s.base_position >= base)
+        {
+            debug_assert!(self.segment_index(base).is_some());
             return Ok(());
         }
         let expected = match self.segments.back() {
@@ -997,6 +1019,9 @@ impl Log {
         files = files.split_off(&first_base);
 
         let mut position = self.start_position;
+        // End of the last data frame: the log never ends on padding (padding is
+        // written only together with the frame that follows it).
+        let mut frames_end = self.start_position;
         let mut stop_reason: Option<String> = None;
         let mut stop_file: Option<PathBuf> = None;
         'segments: loop {
@@ -1041,6 +1066,7 @@ impl Log {
                         }
                         self.last_term = term;
                         position = next;
+                        frames_end = next;
                     }
                     Decoded::Padding(n) => {
                         position += n;
@@ -1056,6 +1082,7 @@ impl Log {
             }
         }
 
+        position = frames_end;
         if position < durable_position {
             let file = stop_file.unwrap_or_else(|| {
                 self.dir
@@ -1239,11 +1266,11 @@ impl Claim<'_> {
         let frame = &mut seg.map[off..off + self.frame_len];
         frame::write_header(frame, &self.header);
         frame::seal(frame, self.frame_len as u32, self.position);
-        let next = self.position + aligned_frame_len(self.frame_len - HEADER_LEN) as u64;
-        self.log.note_term(self.header.term, self.position);
-        self.log.append_position = next;
+        let aligned = align_frame_len(self.frame_len);
+        self.log
+            .finish_append(self.position, aligned, self.header.term);
         self.committed = true;
-        next
+        self.position + aligned as u64
     }
 
     /// Seals the frame (header and checksum) and makes it part of the log;

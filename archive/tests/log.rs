@@ -514,3 +514,38 @@ fn fill_until_full_then_verify(
     assert_eq!(report.append_position, end);
     assert_eq!(read_all(&log), written);
 }
+
+#[test]
+fn an_abandoned_or_refused_frame_at_a_segment_roll_leaves_the_log_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), 0);
+    // Fill the first segment to 200 bytes short of its end.
+    let mut written = fill(&mut log, &vec![1000; (SEG as usize - 2000) / 1048], 1, 0);
+    while SEG - log.append_position() > 300 {
+        written.extend(fill(&mut log, &[40], 1, 1 + written.len() as u64));
+    }
+    let before = log.append_position();
+    assert!(before < SEG);
+    {
+        // Too big for the rest of the segment: lands at the next one. Abandoned.
+        let claim = log.claim(header(99, 1), 1000).unwrap();
+        assert_eq!(claim.position(), SEG);
+    }
+    assert_eq!(log.append_position(), before);
+    // A refused replicated frame at the roll changes nothing either.
+    let mut buf = Vec::new();
+    encode_frame(&mut buf, SEG + 8, &header(98, 1), &[7; 1000]);
+    buf.resize(aligned_frame_len(1000), 0);
+    assert!(log.append_encoded(&buf).is_err());
+    assert_eq!(log.append_position(), before);
+    // A small frame still fits before the segment end.
+    written.extend(fill(&mut log, &[16], 1, 77));
+    assert!(log.append_position() < SEG);
+    // A big one rolls over, with padding in between.
+    written.extend(fill(&mut log, &[1000], 1, 78));
+    assert_eq!(written.last().unwrap().0, SEG);
+    assert_eq!(read_all(&log), written);
+    drop(log);
+    let log = open(dir.path(), 0);
+    assert_eq!(read_all(&log), written);
+}
