@@ -118,22 +118,39 @@ impl Frame<'_> {
 }
 
 #[inline]
-fn get_u16(bytes: &[u8], offset: usize) -> u16 {
-    u16::from_le_bytes([bytes[offset], bytes[offset + 1]])
-}
-
-#[inline]
 fn get_u32(bytes: &[u8], offset: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[offset..offset + 4]);
     u32::from_le_bytes(b)
 }
 
-#[inline]
-fn get_u64(bytes: &[u8], offset: usize) -> u64 {
+#[inline(always)]
+fn h_u16(h: &[u8; HEADER_LEN], offset: usize) -> u16 {
+    u16::from_le_bytes([h[offset], h[offset + 1]])
+}
+
+#[inline(always)]
+fn h_u32(h: &[u8; HEADER_LEN], offset: usize) -> u32 {
+    u32::from_le_bytes([h[offset], h[offset + 1], h[offset + 2], h[offset + 3]])
+}
+
+#[inline(always)]
+fn h_u64(h: &[u8; HEADER_LEN], offset: usize) -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[offset..offset + 8]);
+    b.copy_from_slice(&h[offset..offset + 8]);
     u64::from_le_bytes(b)
+}
+
+#[inline(always)]
+fn header_fields(h: &[u8; HEADER_LEN], frame_type: u16) -> FrameHeader {
+    FrameHeader {
+        frame_type,
+        flags: h[FLAGS_OFFSET],
+        term: h_u64(h, TERM_OFFSET),
+        session_id: h_u64(h, SESSION_OFFSET),
+        sequence: h_u64(h, SEQUENCE_OFFSET),
+        timestamp: h_u64(h, TIMESTAMP_OFFSET) as i64,
+    }
 }
 
 /// Reads the frame length field at the start of `bytes` (which must hold at
@@ -195,35 +212,34 @@ pub(crate) enum Decoded<'a> {
 /// Decodes and validates the frame at `position`, whose bytes start at
 /// `bytes[0]`; `bytes` extends to the end of the segment.
 pub(crate) fn decode(bytes: &[u8], position: u64, max_frame_len: usize) -> Decoded<'_> {
-    if bytes.len() < HEADER_LEN {
-        // Implicit padding: too short for a header. Callers treat this as the
-        // end of the segment; only zeros may be here.
+    let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
+        // Implicit padding: too short for a header. Only zeros may be here.
         return if bytes.iter().all(|&b| b == 0) {
             Decoded::Padding(bytes.len() as u64)
         } else {
             Decoded::Invalid("non-zero bytes in a segment tail too short for a frame")
         };
-    }
-    let frame_len = read_frame_len(bytes) as usize;
+    };
+    let frame_len = h_u32(h, LEN_OFFSET) as usize;
     if frame_len == 0 {
         return Decoded::End;
     }
     if frame_len < HEADER_LEN {
         return Decoded::Invalid("frame length shorter than the header");
     }
-    let frame_type = get_u16(bytes, TYPE_OFFSET);
-    if bytes[VERSION_OFFSET] != FRAME_FORMAT_VERSION {
+    let frame_type = h_u16(h, TYPE_OFFSET);
+    if h[VERSION_OFFSET] != FRAME_FORMAT_VERSION {
         return Decoded::Invalid("unknown frame format version");
     }
-    if get_u32(bytes, RESERVED_OFFSET) != 0 {
+    if h_u32(h, RESERVED_OFFSET) != 0 {
         return Decoded::Invalid("reserved header bytes are not zero");
     }
-    let stored_crc = get_u32(bytes, CRC_OFFSET);
+    let stored_crc = h_u32(h, CRC_OFFSET);
     if frame_type == PADDING_FRAME_TYPE {
         if frame_len != bytes.len() || !frame_len.is_multiple_of(FRAME_ALIGNMENT) {
             return Decoded::Invalid("padding frame does not close the segment");
         }
-        if frame_crc(position, &bytes[..HEADER_LEN]) != stored_crc {
+        if frame_crc(position, h) != stored_crc {
             return Decoded::Invalid("checksum mismatch");
         }
         return Decoded::Padding(frame_len as u64);
@@ -240,30 +256,24 @@ pub(crate) fn decode(bytes: &[u8], position: u64, max_frame_len: usize) -> Decod
     }
     Decoded::Frame(Frame {
         position,
-        header: FrameHeader {
-            frame_type,
-            flags: bytes[FLAGS_OFFSET],
-            term: get_u64(bytes, TERM_OFFSET),
-            session_id: get_u64(bytes, SESSION_OFFSET),
-            sequence: get_u64(bytes, SEQUENCE_OFFSET),
-            timestamp: get_u64(bytes, TIMESTAMP_OFFSET) as i64,
-        },
+        header: header_fields(h, frame_type),
         payload: &frame[HEADER_LEN..],
     })
 }
 
 /// Decodes a frame whose bytes were validated before (by recovery or by the
-/// writer), skipping the CRC. Returns `None` at the end of the written log.
+/// writer), skipping the CRC. Returns `None` at the end of the written log,
+/// `Some(Err(n))` for `n` bytes of padding.
 #[inline]
 pub(crate) fn decode_trusted(bytes: &[u8], position: u64) -> Option<Result<Frame<'_>, u64>> {
-    if bytes.len() < HEADER_LEN {
+    let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
         return Some(Err(bytes.len() as u64));
-    }
-    let frame_len = read_frame_len(bytes) as usize;
+    };
+    let frame_len = h_u32(h, LEN_OFFSET) as usize;
     if frame_len == 0 {
         return None;
     }
-    let frame_type = get_u16(bytes, TYPE_OFFSET);
+    let frame_type = h_u16(h, TYPE_OFFSET);
     if frame_type == PADDING_FRAME_TYPE {
         return Some(Err(frame_len as u64));
     }
@@ -273,14 +283,7 @@ pub(crate) fn decode_trusted(bytes: &[u8], position: u64) -> Option<Result<Frame
     );
     Some(Ok(Frame {
         position,
-        header: FrameHeader {
-            frame_type,
-            flags: bytes[FLAGS_OFFSET],
-            term: get_u64(bytes, TERM_OFFSET),
-            session_id: get_u64(bytes, SESSION_OFFSET),
-            sequence: get_u64(bytes, SEQUENCE_OFFSET),
-            timestamp: get_u64(bytes, TIMESTAMP_OFFSET) as i64,
-        },
+        header: header_fields(h, frame_type),
         payload: &bytes[HEADER_LEN..frame_len],
     }))
 }

@@ -720,6 +720,8 @@ impl Log {
             log: self,
             position: from,
             limit,
+            seg_base: 0,
+            seg_bytes: &[],
         })
     }
 
@@ -843,31 +845,35 @@ impl Log {
                 .segment_index(position)
                 .expect("position within log is mapped");
             let seg = &self.segments[idx];
-            let off = (position - seg.base_position) as usize;
-            match frame::decode(&seg.map[off..], position, self.config.max_frame_len_bytes) {
-                Decoded::Frame(f) if f.header.term >= last_term => {
-                    last_term = f.header.term;
-                    frames += 1;
-                    bytes += f.payload.len() as u64;
-                    position = f.next_position();
-                }
-                Decoded::Frame(_) => {
-                    return Err(ArchiveError::corrupted(
-                        &seg.path,
-                        position,
-                        "term decreased",
-                    ));
-                }
-                Decoded::Padding(n) => position += n,
-                Decoded::End => {
-                    return Err(ArchiveError::corrupted(
-                        &seg.path,
-                        position,
-                        "log ends early",
-                    ));
-                }
-                Decoded::Invalid(reason) => {
-                    return Err(ArchiveError::corrupted(&seg.path, position, reason));
+            let seg_end = seg.end_position().min(limit);
+            let map = &seg.map[..];
+            while position < seg_end {
+                let off = (position - seg.base_position) as usize;
+                match frame::decode(&map[off..], position, self.config.max_frame_len_bytes) {
+                    Decoded::Frame(f) if f.header.term >= last_term => {
+                        last_term = f.header.term;
+                        frames += 1;
+                        bytes += f.payload.len() as u64;
+                        position = f.next_position();
+                    }
+                    Decoded::Frame(_) => {
+                        return Err(ArchiveError::corrupted(
+                            &seg.path,
+                            position,
+                            "term decreased",
+                        ));
+                    }
+                    Decoded::Padding(n) => position += n,
+                    Decoded::End => {
+                        return Err(ArchiveError::corrupted(
+                            &seg.path,
+                            position,
+                            "log ends early",
+                        ));
+                    }
+                    Decoded::Invalid(reason) => {
+                        return Err(ArchiveError::corrupted(&seg.path, position, reason));
+                    }
                 }
             }
         }
@@ -1308,6 +1314,9 @@ pub struct Frames<'a> {
     log: &'a Log,
     position: u64,
     limit: u64,
+    /// The segment being read: its base position and bytes.
+    seg_base: u64,
+    seg_bytes: &'a [u8],
 }
 
 impl<'a> Frames<'a> {
@@ -1325,13 +1334,18 @@ impl<'a> Iterator for Frames<'a> {
             if self.position >= self.limit {
                 return None;
             }
-            let idx = self
-                .log
-                .segment_index(self.position)
-                .expect("position within log is mapped");
-            let seg = &self.log.segments[idx];
-            let off = (self.position - seg.base_position) as usize;
-            match frame::decode_trusted(&seg.map[off..], self.position)? {
+            let mut off = self.position.wrapping_sub(self.seg_base);
+            if off >= self.seg_bytes.len() as u64 {
+                let log: &'a Log = self.log;
+                let idx = log
+                    .segment_index(self.position)
+                    .expect("position within log is mapped");
+                let seg = &log.segments[idx];
+                self.seg_base = seg.base_position;
+                self.seg_bytes = &seg.map[..];
+                off = self.position - self.seg_base;
+            }
+            match frame::decode_trusted(&self.seg_bytes[off as usize..], self.position)? {
                 Ok(f) => {
                     let next = f.next_position();
                     if next > self.limit {
