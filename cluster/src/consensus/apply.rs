@@ -1,0 +1,380 @@
+//! Applying committed entries, in log order, to the module state and (through
+//! [`Application`]) to the service; snapshots at snapshot markers.
+//!
+//! Exactly-once rules applied here, identically on every member: a client message is applied
+//! only if its sequence is exactly one more than the session's last applied sequence (a
+//! duplicate is dropped, a gap is dropped and counted); a message for a closing or unknown
+//! session is dropped; a timer event whose generation is no longer current is ignored; a
+//! service message whose id was already applied is dropped; a session-open that repeats an
+//! open session's (client address, correlation id) reuses that session.
+
+use std::sync::Arc;
+
+use crate::codec::client::{Egress, EventCode};
+use crate::codec::entry::{
+    NewLeadershipTermPayload, SessionOpenPayload, decode_session_close, decode_timer_event,
+};
+use crate::codec::frame::EntryType;
+use crate::consensus::command::{Command, Outbox};
+use crate::consensus::core::{Consensus, LeaderSession};
+use crate::consensus::sessions::{ReplyCache, Session};
+use crate::consensus::snapshot::Snapshot;
+use crate::consensus::storage::LogStore;
+use crate::consensus::types::{LogPosition, SessionId};
+use tandem_service_api::{
+    ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, Role, SnapshotWriter,
+};
+
+/// What the core applies committed entries through: the service container implements it
+/// (see [`crate::container::ServiceContainer`]). Each call gets the [`Cluster`] handle for the
+/// entry being applied.
+pub trait Application {
+    /// Build a fresh service and start it, from `snapshot` (the service's snapshot bytes) or
+    /// empty. Called once at start and again whenever a snapshot is installed.
+    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>);
+    /// A session opened.
+    fn session_open(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        session: &ClientSession<'_>,
+        timestamp: i64,
+    );
+    /// A session closed.
+    fn session_close(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        session: &ClientSession<'_>,
+        timestamp: i64,
+        reason: CloseReason,
+    );
+    /// A client message (`session` is `Some`) or service message (`None`).
+    fn message(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        session: Option<SessionId>,
+        timestamp: i64,
+        message: &[u8],
+        header: &Header,
+    );
+    /// A timer fired.
+    fn timer_event(&mut self, cluster: &mut dyn Cluster, correlation_id: u64, timestamp: i64);
+    /// A new leadership term entry was applied.
+    fn new_leadership_term(&mut self, cluster: &mut dyn Cluster, event: &LeadershipTermEvent);
+    /// Write the service's snapshot into `out`.
+    fn take_snapshot(&mut self, out: &mut Vec<u8>);
+    /// The member's role changed.
+    fn role_change(&mut self, role: Role);
+    /// The member is stopping.
+    fn terminate(&mut self, cluster: &mut dyn Cluster);
+}
+
+/// An application with no service: for tests and benchmarks of the core alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopApplication;
+
+impl Application for NoopApplication {
+    fn start(&mut self, _: &mut dyn Cluster, _: Option<&[u8]>) {}
+    fn session_open(&mut self, _: &mut dyn Cluster, _: &ClientSession<'_>, _: i64) {}
+    fn session_close(
+        &mut self,
+        _: &mut dyn Cluster,
+        _: &ClientSession<'_>,
+        _: i64,
+        _: CloseReason,
+    ) {
+    }
+    fn message(&mut self, _: &mut dyn Cluster, _: Option<SessionId>, _: i64, _: &[u8], _: &Header) {
+    }
+    fn timer_event(&mut self, _: &mut dyn Cluster, _: u64, _: i64) {}
+    fn new_leadership_term(&mut self, _: &mut dyn Cluster, _: &LeadershipTermEvent) {}
+    fn take_snapshot(&mut self, _: &mut Vec<u8>) {}
+    fn role_change(&mut self, _: Role) {}
+    fn terminate(&mut self, _: &mut dyn Cluster) {}
+}
+
+/// Any `ClusteredService` can be driven directly (no factory: `start` restores into the same
+/// instance, so prefer [`crate::container::ServiceContainer`] in nodes).
+impl<S: tandem_service_api::ClusteredService> Application for S {
+    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.on_start(
+            cluster,
+            snapshot.map(tandem_service_api::SnapshotImage::new),
+        );
+    }
+    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
+        self.on_session_open(c, s, t);
+    }
+    fn session_close(
+        &mut self,
+        c: &mut dyn Cluster,
+        s: &ClientSession<'_>,
+        t: i64,
+        r: CloseReason,
+    ) {
+        self.on_session_close(c, s, t, r);
+    }
+    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
+        self.on_session_message(c, s, t, m, h);
+    }
+    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
+        self.on_timer_event(c, id, t);
+    }
+    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
+        self.on_new_leadership_term_event(c, e);
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.on_take_snapshot(&mut SnapshotWriter::new(out));
+    }
+    fn role_change(&mut self, role: Role) {
+        self.on_role_change(role);
+    }
+    fn terminate(&mut self, c: &mut dyn Cluster) {
+        self.on_terminate(c);
+    }
+}
+
+impl<L: LogStore> Consensus<L> {
+    /// Applies every committed, unapplied frame, in order.
+    pub(super) fn apply_committed(&mut self, app: &mut dyn Application, out: &mut Outbox) {
+        while self.applied < self.commit {
+            let pos = self.applied;
+            let frame = self.log.read(pos).unwrap_or_else(|| {
+                panic!(
+                    "member {}: committed frame missing at {pos}",
+                    self.cfg.member_id
+                )
+            });
+            let end = pos.advance(frame.len_aligned as u64);
+            assert!(
+                end <= self.commit,
+                "commit position {} inside the frame at {pos}",
+                self.commit
+            );
+            let h = frame.header;
+            let ts = h.timestamp;
+            self.state.cluster_time = self.state.cluster_time.max(ts);
+            let leader = self.role == Role::Leader;
+            let mut ctx = crate::consensus::state::ApplyContext {
+                state: &mut self.state,
+                limits: self.limits,
+                member_id: self.cfg.member_id.0,
+                role: self.role,
+                timestamp: ts,
+                position: end.0,
+                in_log: true,
+            };
+            match h.entry_type {
+                EntryType::Padding => {}
+                EntryType::SessionMessage => {
+                    let sid = h.session_id;
+                    let apply = match ctx.state.sessions.get_mut(&sid) {
+                        Some(s) if s.closing.is_none() => {
+                            if h.sequence == s.last_seq + 1 {
+                                s.last_seq = h.sequence;
+                                true
+                            } else if h.sequence <= s.last_seq {
+                                self.counters.duplicates_dropped += 1;
+                                self.bugs.apply_duplicates
+                            } else {
+                                self.counters.gaps_dropped += 1;
+                                false
+                            }
+                        }
+                        _ => false,
+                    };
+                    if apply {
+                        let header = Header {
+                            log_position: end.0,
+                            term: h.term.0,
+                            timestamp: ts,
+                            sequence: h.sequence,
+                        };
+                        app.message(&mut ctx, Some(sid), ts, frame.payload, &header);
+                    }
+                }
+                EntryType::NewLeadershipTerm => {
+                    if let Ok(p) = NewLeadershipTermPayload::decode(frame.payload) {
+                        let event = LeadershipTermEvent {
+                            term: h.term.0,
+                            leader_member_id: p.leader.0,
+                            term_base_position: p.term_base_position.0,
+                            log_position: end.0,
+                            timestamp: ts,
+                        };
+                        app.new_leadership_term(&mut ctx, &event);
+                    }
+                }
+                EntryType::SessionOpen => {
+                    if let Ok(p) = SessionOpenPayload::decode(frame.payload) {
+                        let correlation_id = h.sequence;
+                        let existing = ctx
+                            .state
+                            .sessions
+                            .values()
+                            .find(|s| s.client == p.client && s.correlation_id == correlation_id)
+                            .map(|s| s.id);
+                        let (code, id) = if !p.accepted {
+                            (EventCode::Rejected, SessionId(0))
+                        } else if let Some(id) = existing {
+                            (EventCode::Ok, id)
+                        } else {
+                            let id = SessionId(ctx.state.next_session_id);
+                            ctx.state.next_session_id += 1;
+                            ctx.state.sessions.insert(
+                                id,
+                                Session {
+                                    id,
+                                    client: p.client,
+                                    correlation_id,
+                                    principal: p.principal.to_vec(),
+                                    last_seq: 0,
+                                    egress_seq: 0,
+                                    closing: None,
+                                    replies: ReplyCache::default(),
+                                },
+                            );
+                            self.scratch.clear();
+                            self.scratch.extend_from_slice(p.principal);
+                            let session = ClientSession {
+                                id,
+                                principal: &self.scratch,
+                            };
+                            app.session_open(&mut ctx, &session, ts);
+                            (EventCode::Ok, id)
+                        };
+                        if leader {
+                            if code == EventCode::Ok {
+                                let now = self.now_ns;
+                                self.clients.entry(id).or_insert(LeaderSession {
+                                    last_heard_ns: now,
+                                    appended_seq: 0,
+                                    addr: p.client,
+                                    close_appended: false,
+                                });
+                            }
+                            out.send_client(
+                                p.client,
+                                &Egress::SessionEvent {
+                                    correlation_id,
+                                    session: id,
+                                    code,
+                                    leader: Some(self.cfg.member_id),
+                                    term: self.term,
+                                    value: 0,
+                                },
+                            );
+                        }
+                    }
+                }
+                EntryType::SessionClose => {
+                    let reason =
+                        decode_session_close(frame.payload).unwrap_or(CloseReason::ClientAction);
+                    if let Some(s) = ctx.state.sessions.remove(&h.session_id) {
+                        let session = ClientSession {
+                            id: s.id,
+                            principal: &s.principal,
+                        };
+                        app.session_close(&mut ctx, &session, ts, reason);
+                        if leader {
+                            let to = self.clients.remove(&s.id).map_or(s.client, |c| c.addr);
+                            out.send_client(
+                                to,
+                                &Egress::SessionEvent {
+                                    correlation_id: 0,
+                                    session: s.id,
+                                    code: EventCode::Closed,
+                                    leader: Some(self.cfg.member_id),
+                                    term: self.term,
+                                    value: s.last_seq,
+                                },
+                            );
+                        }
+                    }
+                }
+                EntryType::TimerEvent => {
+                    if let Ok(id) = decode_timer_event(frame.payload) {
+                        if ctx.state.timers.fire(id, h.sequence) {
+                            app.timer_event(&mut ctx, id, ts);
+                        }
+                        if leader {
+                            self.timer_fires.remove(&(id, h.sequence));
+                        }
+                    }
+                }
+                EntryType::ServiceMessage => {
+                    let id = h.sequence;
+                    if id > ctx.state.last_applied_service_msg_id {
+                        ctx.state.last_applied_service_msg_id = id;
+                        while ctx
+                            .state
+                            .pending_service
+                            .front()
+                            .is_some_and(|(p, _)| *p <= id)
+                        {
+                            ctx.state.pending_service.pop_front();
+                        }
+                        let header = Header {
+                            log_position: end.0,
+                            term: h.term.0,
+                            timestamp: ts,
+                            sequence: id,
+                        };
+                        app.message(&mut ctx, None, ts, frame.payload, &header);
+                    }
+                }
+                EntryType::SnapshotMarker => {
+                    self.applied = end;
+                    self.take_snapshot(end, h.term, ts, app, out);
+                    continue;
+                }
+            }
+            self.applied = end;
+            self.after_apply(out);
+        }
+    }
+
+    /// Leader duties that follow from what was just applied; followers just forget them.
+    fn after_apply(&mut self, out: &mut Outbox) {
+        if self.role == Role::Leader {
+            if !self.state.new_replies.is_empty() {
+                self.send_new_replies(out);
+            }
+            if !self.state.new_closings.is_empty() {
+                let closings = std::mem::take(&mut self.state.new_closings);
+                for &id in &closings {
+                    self.append_close(id, CloseReason::ServiceAction);
+                }
+                self.state.new_closings = closings;
+                self.state.new_closings.clear();
+            }
+            if self.state.new_service_messages {
+                self.state.new_service_messages = false;
+                self.append_pending_service_messages();
+            }
+        } else {
+            self.state.new_replies.clear();
+            self.state.new_closings.clear();
+            self.state.new_service_messages = false;
+        }
+    }
+
+    fn take_snapshot(
+        &mut self,
+        position: LogPosition,
+        term: crate::consensus::types::Term,
+        timestamp: i64,
+        app: &mut dyn Application,
+        out: &mut Outbox,
+    ) {
+        let mut module = Vec::new();
+        self.state.encode(&mut module);
+        let mut service = Vec::new();
+        app.take_snapshot(&mut service);
+        let snapshot = Arc::new(Snapshot::encode(
+            position, term, timestamp, &module, &service,
+        ));
+        self.latest_snapshot = Some(snapshot.clone());
+        self.counters.snapshots_taken += 1;
+        out.commands.push(Command::SnapshotTaken { snapshot });
+    }
+}

@@ -1,0 +1,780 @@
+//! Unit tests of the core in the openraft style: feed inputs, compare the emitted commands.
+//! Also shows that every deliberate bug flag changes behaviour observably (unit tests build
+//! with `cfg(test)`, so the flags are honoured here).
+
+use crate::codec::client::{Egress, EventCode, Ingress};
+use crate::codec::entry::SessionOpenPayload;
+use crate::codec::frame::{EntryType, FrameHeader, encode_frame};
+use crate::codec::peer::PeerMessage;
+use crate::consensus::*;
+use crate::testkit::{TestService, test_config};
+use tandem_service_api::Role;
+
+fn header(term: u64, entry_type: EntryType, session: u64, seq: u64) -> FrameHeader {
+    FrameHeader {
+        entry_type,
+        flags: 0,
+        term: Term(term),
+        session_id: SessionId(session),
+        sequence: seq,
+        timestamp: 0,
+    }
+}
+
+fn frame(term: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    encode_frame(&mut b, &header(term, EntryType::Padding, 0, 0), &[1, 2, 3]);
+    b
+}
+
+fn log_of_terms(terms: &[u64]) -> MemLog {
+    let mut log = MemLog::new();
+    for &t in terms {
+        log.append_raw(&frame(t));
+    }
+    log
+}
+
+/// Each test frame is 56 bytes.
+const F: u64 = 56;
+
+struct Harness {
+    core: Consensus<MemLog>,
+    app: NoopApplication,
+    out: Outbox,
+}
+
+impl Harness {
+    fn new(id: u32, log: MemLog, ns: Option<NodeState>, bugs: BugFlags) -> Self {
+        let mut cfg = test_config(MemberId(id), 3);
+        cfg.bugs = bugs;
+        let mut h = Self {
+            core: Consensus::new(cfg, log, ns, None),
+            app: NoopApplication,
+            out: Outbox::new(),
+        };
+        h.core.start(0, &mut h.app, &mut h.out);
+        h.out.clear();
+        h
+    }
+
+    fn voter(id: u32, log: MemLog) -> Self {
+        Self::new(id, log, Some(NodeState::default()), BugFlags::default())
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.out.clear();
+        self.core.handle(input, &mut self.app, &mut self.out);
+    }
+
+    fn peer(&mut self, from: u32, msg: PeerMessage<'_>) {
+        self.input(Input::Peer {
+            from: MemberId(from),
+            msg,
+        });
+    }
+
+    fn sent(&self) -> Vec<(MemberId, String)> {
+        self.out
+            .peer_messages()
+            .map(|(to, m)| (to, format!("{m:?}")))
+            .collect()
+    }
+
+    fn persist_ids(&self) -> Vec<(u64, NodeState)> {
+        self.out
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::PersistState { id, state } => Some((*id, *state)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn complete_io(&mut self) {
+        let cmds = std::mem::take(&mut self.out.commands);
+        let bytes = std::mem::take(&mut self.out.bytes);
+        let mut next = Outbox::new();
+        for c in &cmds {
+            match c {
+                Command::PersistState { id, .. } => {
+                    self.core
+                        .handle(Input::StatePersisted { id: *id }, &mut self.app, &mut next);
+                }
+                Command::Appended { to, epoch, .. } => self.core.handle(
+                    Input::LogDurable {
+                        position: *to,
+                        epoch: *epoch,
+                    },
+                    &mut self.app,
+                    &mut next,
+                ),
+                _ => {}
+            }
+        }
+        self.out.commands = cmds;
+        self.out.bytes = bytes;
+        let base = self.out.bytes.len();
+        for c in next.commands {
+            let c = match c {
+                Command::SendPeer { to, bytes } => Command::SendPeer {
+                    to,
+                    bytes: bytes.start + base..bytes.end + base,
+                },
+                Command::SendClient { to, bytes } => Command::SendClient {
+                    to,
+                    bytes: bytes.start + base..bytes.end + base,
+                },
+                c => c,
+            };
+            self.out.commands.push(c);
+        }
+        self.out.bytes.extend_from_slice(&next.bytes);
+    }
+
+    /// Makes this member (id 0 of 3) leader of term 1 by feeding it the votes it asks for.
+    fn make_leader(&mut self) {
+        let term = self.core.term().next();
+        self.input(Input::Tick {
+            now_ns: 250_000_000,
+        });
+        self.peer(
+            1,
+            PeerMessage::VoteResponse {
+                pre_vote: true,
+                term,
+                voter: MemberId(1),
+                granted: true,
+            },
+        );
+        assert_eq!(self.core.election_state(), ElectionState::Nominate);
+        self.complete_io();
+        assert_eq!(self.core.election_state(), ElectionState::CandidateBallot);
+        self.peer(
+            1,
+            PeerMessage::VoteResponse {
+                pre_vote: false,
+                term,
+                voter: MemberId(1),
+                granted: true,
+            },
+        );
+        assert_eq!(self.core.role(), Role::Leader);
+        self.complete_io();
+    }
+}
+
+fn vote_request(
+    term: u64,
+    candidate: u32,
+    last_term: u64,
+    last_position: u64,
+) -> PeerMessage<'static> {
+    PeerMessage::VoteRequest {
+        pre_vote: false,
+        transfer: false,
+        term: Term(term),
+        candidate: MemberId(candidate),
+        last_term: Term(last_term),
+        last_position: LogPosition(last_position),
+    }
+}
+
+fn granted(h: &Harness) -> Option<bool> {
+    h.out.peer_messages().find_map(|(_, m)| match m {
+        PeerMessage::VoteResponse { granted, .. } => Some(granted),
+        _ => None,
+    })
+}
+
+fn append<'a>(
+    term: u64,
+    prev: u64,
+    prev_term: u64,
+    commit: u64,
+    frames: &'a [u8],
+) -> PeerMessage<'a> {
+    PeerMessage::Append {
+        term: Term(term),
+        leader: MemberId(0),
+        prev_position: LogPosition(prev),
+        prev_term: Term(prev_term),
+        commit: LogPosition(commit),
+        frames,
+    }
+}
+
+/// The last append response sent.
+fn append_response(h: &Harness) -> Option<(bool, LogPosition)> {
+    h.out
+        .peer_messages()
+        .filter_map(|(_, m)| match m {
+            PeerMessage::AppendResponse {
+                success, position, ..
+            } => Some((success, position)),
+            _ => None,
+        })
+        .last()
+}
+
+// ---- elections --------------------------------------------------------------------------------
+
+#[test]
+fn a_vote_leaves_only_after_term_and_vote_are_durable() {
+    let mut h = Harness::voter(1, MemLog::new());
+    h.peer(0, vote_request(1, 0, 0, 0));
+    let persists = h.persist_ids();
+    assert_eq!(
+        persists.last().map(|p| p.1.voted_for),
+        Some(Some(MemberId(0)))
+    );
+    assert_eq!(persists.last().map(|p| p.1.term), Some(Term(1)));
+    assert!(
+        h.sent().is_empty(),
+        "nothing leaves before the persist completes"
+    );
+    let last = persists.last().expect("persist").0;
+    h.input(Input::StatePersisted { id: last - 1 });
+    if last > 1 {
+        assert!(
+            h.sent().is_empty(),
+            "an earlier completion does not release the vote"
+        );
+    }
+    h.input(Input::StatePersisted { id: last });
+    assert_eq!(granted(&h), Some(true));
+}
+
+#[test]
+fn a_candidate_asks_for_votes_only_after_its_term_is_durable() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.input(Input::Tick {
+        now_ns: 250_000_000,
+    });
+    assert_eq!(h.core.election_state(), ElectionState::Canvass);
+    assert_eq!(h.core.term(), Term(0), "a pre-vote changes no term");
+    assert_eq!(h.sent().len(), 2);
+    h.peer(
+        2,
+        PeerMessage::VoteResponse {
+            pre_vote: true,
+            term: Term(1),
+            voter: MemberId(2),
+            granted: true,
+        },
+    );
+    assert_eq!(h.core.term(), Term(1));
+    assert_eq!(h.core.election_state(), ElectionState::Nominate);
+    assert!(h.sent().is_empty(), "vote requests wait for the persist");
+    h.complete_io();
+    let requests: Vec<_> = h
+        .out
+        .peer_messages()
+        .filter(|(_, m)| {
+            matches!(
+                m,
+                PeerMessage::VoteRequest {
+                    pre_vote: false,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(requests.len(), 2);
+}
+
+#[test]
+fn pre_votes_are_refused_while_a_live_leader_is_heard() {
+    let mut h = Harness::voter(1, MemLog::new());
+    h.peer(0, append(1, 0, 0, 0, &[]));
+    h.complete_io();
+    let pre = PeerMessage::VoteRequest {
+        pre_vote: true,
+        transfer: false,
+        term: Term(2),
+        candidate: MemberId(2),
+        last_term: Term(0),
+        last_position: LogPosition(0),
+    };
+    h.peer(2, pre);
+    assert_eq!(granted(&h), Some(false));
+    assert_eq!(h.core.term(), Term(1));
+    h.input(Input::Tick {
+        now_ns: 150_000_000,
+    });
+    h.peer(2, pre);
+    assert_eq!(
+        granted(&h),
+        Some(true),
+        "after an election timeout of silence"
+    );
+    assert_eq!(h.core.term(), Term(1), "a pre-vote never changes the term");
+}
+
+#[test]
+fn a_vote_needs_an_up_to_date_log() {
+    let mut h = Harness::voter(1, log_of_terms(&[1, 2]));
+    h.peer(0, vote_request(3, 0, 1, 10 * F));
+    h.complete_io();
+    assert_eq!(
+        granted(&h),
+        Some(false),
+        "lower last term loses despite a longer log"
+    );
+    h.peer(2, vote_request(3, 2, 2, 2 * F));
+    h.complete_io();
+    assert_eq!(granted(&h), Some(true));
+}
+
+#[test]
+fn any_higher_term_makes_a_leader_step_down() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    h.peer(
+        2,
+        PeerMessage::AppendResponse {
+            term: Term(5),
+            follower: MemberId(2),
+            success: false,
+            learner: false,
+            position: LogPosition(0),
+            hint_term: Term(0),
+        },
+    );
+    assert_eq!(h.core.role(), Role::Follower);
+    assert_eq!(h.core.term(), Term(5));
+    assert_eq!(h.persist_ids().last().map(|p| p.1.term), Some(Term(5)));
+}
+
+#[test]
+fn a_leader_that_hears_no_majority_steps_down() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    h.input(Input::Tick {
+        now_ns: 300_000_000,
+    });
+    assert_eq!(h.core.role(), Role::Leader);
+    h.input(Input::Tick {
+        now_ns: 400_000_000,
+    });
+    assert_eq!(h.core.role(), Role::Follower);
+}
+
+#[test]
+fn a_new_leader_commits_earlier_terms_only_through_its_own_entry() {
+    let ns = NodeState {
+        term: Term(1),
+        ..NodeState::default()
+    };
+    let mut h = Harness::new(0, log_of_terms(&[1]), Some(ns), BugFlags::default());
+    h.make_leader();
+    assert_eq!(h.core.term(), Term(2));
+    let nlt_end = h.core.log_end();
+    assert!(nlt_end > LogPosition(F));
+    // A follower acknowledges only the old entry: not enough.
+    h.peer(
+        1,
+        PeerMessage::AppendResponse {
+            term: Term(2),
+            follower: MemberId(1),
+            success: true,
+            learner: false,
+            position: LogPosition(F),
+            hint_term: Term(0),
+        },
+    );
+    assert_eq!(h.core.commit_position(), LogPosition(0));
+    h.peer(
+        1,
+        PeerMessage::AppendResponse {
+            term: Term(2),
+            follower: MemberId(1),
+            success: true,
+            learner: false,
+            position: nlt_end,
+            hint_term: Term(0),
+        },
+    );
+    assert_eq!(h.core.commit_position(), nlt_end);
+}
+
+// ---- replication ------------------------------------------------------------------------------
+
+#[test]
+fn duplicated_or_reordered_appends_never_shorten_the_log() {
+    let mut h = Harness::voter(1, MemLog::new());
+    let mut two = frame(1);
+    two.extend_from_slice(&frame(1));
+    h.peer(0, append(1, 0, 0, 0, &two));
+    h.complete_io();
+    assert_eq!(append_response(&h), Some((true, LogPosition(2 * F))));
+    // The first append again (duplicated, arriving late).
+    h.peer(0, append(1, 0, 0, 0, &two[..F as usize]));
+    assert_eq!(h.core.log_end(), LogPosition(2 * F));
+    assert_eq!(append_response(&h), Some((true, LogPosition(2 * F))));
+    assert!(
+        !h.out
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Truncated { .. }))
+    );
+}
+
+#[test]
+fn a_conflicting_suffix_is_truncated_above_the_commit_position() {
+    let mut h = Harness::voter(1, log_of_terms(&[1, 1, 1]));
+    let f2 = frame(2);
+    h.peer(0, append(2, F, 1, F, &f2));
+    assert!(
+        h.out.commands.iter().any(
+            |c| matches!(c, Command::Truncated { position, .. } if *position == LogPosition(F))
+        )
+    );
+    assert_eq!(h.core.log_end(), LogPosition(2 * F));
+    assert_eq!(h.core.log().term_at(LogPosition(2 * F)), Some(Term(2)));
+    assert_eq!(h.core.commit_position(), LogPosition(F));
+}
+
+#[test]
+#[should_panic(expected = "below its commit")]
+fn truncation_below_the_commit_position_is_a_bug_that_panics() {
+    let mut h = Harness::voter(1, MemLog::new());
+    let mut two = frame(1);
+    two.extend_from_slice(&frame(1));
+    h.peer(0, append(1, 0, 0, 2 * F, &two));
+    h.complete_io();
+    assert_eq!(h.core.commit_position(), LogPosition(2 * F));
+    // A (buggy) leader of a later term claims a different frame at a committed position.
+    let f3 = frame(3);
+    h.peer(0, append(3, 0, 0, 0, &f3));
+}
+
+#[test]
+fn a_gap_or_mismatch_is_answered_at_once_with_a_hint() {
+    let mut h = Harness::voter(1, log_of_terms(&[1, 1]));
+    h.peer(0, append(2, 5 * F, 2, 0, &[]));
+    h.complete_io();
+    assert_eq!(
+        append_response(&h),
+        Some((false, LogPosition(2 * F))),
+        "gap: our end"
+    );
+    h.peer(0, append(2, 2 * F, 2, 0, &[]));
+    let (ok, hint) = append_response(&h).expect("answer");
+    assert!(!ok);
+    assert_eq!(
+        hint,
+        LogPosition(0),
+        "mismatch: start of our conflicting term run"
+    );
+}
+
+#[test]
+fn follower_commit_is_bounded_by_its_matched_position() {
+    let mut h = Harness::voter(1, log_of_terms(&[1, 1, 1]));
+    // New leader of term 2 proves a match only up to F, but says its commit is 3F.
+    h.peer(0, append(2, F, 1, 3 * F, &[]));
+    h.complete_io();
+    assert_eq!(append_response(&h), Some((true, LogPosition(F))));
+    assert_eq!(h.core.commit_position(), LogPosition(F));
+}
+
+#[test]
+fn a_slow_follower_gets_a_bounded_window_and_does_not_slow_commits() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::Connect {
+            correlation_id: 1,
+            credentials: b"",
+        },
+    });
+    h.input(Input::Flush);
+    h.complete_io();
+    let end = h.core.log_end();
+    // Only member 1 acknowledges: commit advances without member 2.
+    h.peer(
+        1,
+        PeerMessage::AppendResponse {
+            term: Term(1),
+            follower: MemberId(1),
+            success: true,
+            learner: false,
+            position: end,
+            hint_term: Term(0),
+        },
+    );
+    assert_eq!(h.core.commit_position(), end);
+    let opened = h.out.client_messages().any(|(_, e)| {
+        matches!(
+            e,
+            Egress::SessionEvent {
+                code: EventCode::Ok,
+                session: SessionId(1),
+                ..
+            }
+        )
+    });
+    assert!(
+        opened,
+        "the leader answers the connect once the open is applied"
+    );
+    // Lots of traffic: member 2 never answers; what is sent to it stays within the window.
+    let mut sent_to_2 = 0usize;
+    for seq in 1..=20_000u64 {
+        h.input(Input::Client {
+            from: ClientAddr(1),
+            msg: Ingress::Message {
+                session: SessionId(1),
+                sequence: seq,
+                payload: &[0u8; 200],
+            },
+        });
+        sent_to_2 += h
+            .out
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::SendPeer { to, bytes } if *to == MemberId(2) => Some(bytes.len()),
+                _ => None,
+            })
+            .sum::<usize>();
+    }
+    let window = h.core.config().max_inflight_bytes as usize;
+    assert!(
+        sent_to_2 <= window + 70_000,
+        "{sent_to_2} bytes sent beyond a {window} window"
+    );
+}
+
+// ---- deliberate bugs --------------------------------------------------------------------------
+
+fn bugs(f: impl FnOnce(&mut BugFlags)) -> BugFlags {
+    let mut b = BugFlags::default();
+    f(&mut b);
+    b
+}
+
+#[test]
+fn bug_vote_twice_in_term() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.vote_twice_in_term = bug);
+        let mut h = Harness::new(1, MemLog::new(), Some(NodeState::default()), flags);
+        h.peer(0, vote_request(1, 0, 0, 0));
+        h.complete_io();
+        assert_eq!(granted(&h), Some(true));
+        h.peer(2, vote_request(1, 2, 0, 0));
+        h.complete_io();
+        assert_eq!(granted(&h), Some(bug), "second vote in the same term");
+    }
+}
+
+#[test]
+fn bug_commit_without_majority() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.commit_without_majority = bug);
+        let mut h = Harness::new(0, MemLog::new(), Some(NodeState::default()), flags);
+        h.make_leader();
+        assert_eq!(h.core.commit_position() > LogPosition(0), bug);
+    }
+}
+
+#[test]
+fn bug_skip_prev_term_check() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.skip_prev_term_check = bug);
+        let mut h = Harness::new(1, log_of_terms(&[1, 1]), Some(NodeState::default()), flags);
+        let f3 = frame(3);
+        h.peer(0, append(3, 2 * F, 2, 0, &f3));
+        h.complete_io();
+        assert_eq!(append_response(&h).map(|r| r.0), Some(bug));
+    }
+}
+
+#[test]
+fn bug_ack_beyond_match() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.ack_beyond_match = bug);
+        let mut h = Harness::new(
+            1,
+            log_of_terms(&[1, 1, 1]),
+            Some(NodeState::default()),
+            flags,
+        );
+        h.peer(0, append(2, F, 1, 3 * F, &[]));
+        h.complete_io();
+        let want = if bug { 3 * F } else { F };
+        assert_eq!(append_response(&h), Some((true, LogPosition(want))));
+        assert_eq!(h.core.commit_position(), LogPosition(want));
+    }
+}
+
+#[test]
+fn bug_replay_past_commit_bound() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.replay_past_commit_bound = bug);
+        let ns = NodeState {
+            commit_lower_bound: LogPosition(F),
+            ..NodeState::default()
+        };
+        let h = Harness::new(1, log_of_terms(&[1, 1, 1]), Some(ns), flags);
+        let want = if bug { 3 * F } else { F };
+        assert_eq!(h.core.applied_position(), LogPosition(want));
+    }
+}
+
+#[test]
+fn bug_wiped_member_votes() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.wiped_member_votes = bug);
+        let mut h = Harness::new(1, MemLog::new(), None, flags);
+        assert_eq!(h.core.is_learner(), !bug);
+        h.peer(0, vote_request(1, 0, 0, 0));
+        h.complete_io();
+        assert_eq!(granted(&h), Some(bug));
+    }
+}
+
+#[test]
+fn bug_truncate_below_commit() {
+    for bug in [false, true] {
+        let flags = bugs(|b| b.truncate_below_commit = bug);
+        let mut h = Harness::new(1, MemLog::new(), Some(NodeState::default()), flags);
+        let mut two = frame(1);
+        two.extend_from_slice(&frame(1));
+        h.peer(0, append(1, 0, 0, 2 * F, &two));
+        h.complete_io();
+        assert_eq!(h.core.commit_position(), LogPosition(2 * F));
+        // The first append, duplicated and late.
+        h.peer(0, append(1, 0, 0, 0, &two[..F as usize]));
+        let truncated_below_commit = h.out.commands.iter().any(
+            |c| matches!(c, Command::Truncated { position, .. } if *position < LogPosition(2 * F)),
+        );
+        assert_eq!(truncated_below_commit, bug);
+    }
+}
+
+#[test]
+fn bug_apply_duplicates() {
+    for bug in [false, true] {
+        let mut cfg = test_config(MemberId(1), 3);
+        cfg.bugs.apply_duplicates = bug;
+        let mut log = MemLog::new();
+        let mut open = Vec::new();
+        SessionOpenPayload {
+            client: ClientAddr(1),
+            accepted: true,
+            principal: b"",
+        }
+        .encode(&mut open);
+        log.append(&header(1, EntryType::SessionOpen, 0, 9), &open);
+        log.append(&header(1, EntryType::SessionMessage, 1, 1), b"a");
+        let end = log.append(&header(1, EntryType::SessionMessage, 1, 1), b"a");
+        let ns = NodeState {
+            commit_lower_bound: end,
+            ..NodeState::default()
+        };
+        let mut core = Consensus::new(cfg, log, Some(ns), None);
+        let mut svc = TestService::default();
+        let mut out = Outbox::new();
+        core.start(0, &mut svc, &mut out);
+        assert_eq!(svc.applied.len(), if bug { 2 } else { 1 });
+    }
+}
+
+#[test]
+fn same_inputs_same_outputs() {
+    let run = || {
+        let mut h = Harness::voter(0, MemLog::new());
+        h.make_leader();
+        let mut trace = Vec::new();
+        for t in 1..50 {
+            h.input(Input::Tick {
+                now_ns: 300_000_000 + t * 7_000_000,
+            });
+            trace.push(format!("{:?}", h.out.commands));
+            trace.push(format!("{:?}", h.out.bytes));
+        }
+        trace
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_batch_of_client_messages_goes_out_in_one_append_and_is_acknowledged_once() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::Connect {
+            correlation_id: 1,
+            credentials: b"",
+        },
+    });
+    h.input(Input::Flush);
+    h.complete_io();
+    let end = h.core.log_end();
+    h.peer(
+        1,
+        PeerMessage::AppendResponse {
+            term: Term(1),
+            follower: MemberId(1),
+            success: true,
+            learner: false,
+            position: end,
+            hint_term: Term(0),
+        },
+    );
+    let mut appends: Vec<(MemberId, usize)> = Vec::new();
+    for seq in 1..=64u64 {
+        h.input(Input::Client {
+            from: ClientAddr(1),
+            msg: Ingress::Message {
+                session: SessionId(1),
+                sequence: seq,
+                payload: &[9u8; 64],
+            },
+        });
+        for (to, m) in h.out.peer_messages() {
+            if let PeerMessage::Append { frames, .. } = m {
+                let n = crate::codec::frame::FrameIter::new(frames).count();
+                appends.push((to, n));
+            }
+        }
+    }
+    assert_eq!(appends, vec![(MemberId(1), 64), (MemberId(2), 64)]);
+    // A follower holding the prefix receives that append and answers once.
+    let frames = h.core.log().read_run(end, 1 << 20, 64).to_vec();
+    let mut prefix_log = MemLog::new();
+    let prefix = h
+        .core
+        .log()
+        .read_run(LogPosition(0), end.0 as usize, 64)
+        .to_vec();
+    for item in crate::codec::frame::FrameIter::new(&prefix) {
+        prefix_log.append_raw(item.expect("valid").1);
+    }
+    assert_eq!(prefix_log.end(), end);
+    let ns = NodeState {
+        term: Term(1),
+        ..NodeState::default()
+    };
+    let mut f = Harness::new(1, prefix_log, Some(ns), BugFlags::default());
+    f.peer(0, append(1, end.0, 1, end.0, &frames));
+    let acks = f
+        .out
+        .peer_messages()
+        .filter(|(_, m)| matches!(m, PeerMessage::AppendResponse { .. }))
+        .count();
+    assert_eq!(acks, 1);
+    assert_eq!(f.core.log_end(), h.core.log_end());
+}
+
+#[test]
+fn the_core_can_move_to_another_thread() {
+    fn is_send<T: Send>() {}
+    is_send::<Consensus<MemLog>>();
+    is_send::<Outbox>();
+}
