@@ -8,6 +8,9 @@
 //!   member and client messages; every decoder returns a typed error on bad input.
 //! * [`container`]: runs a `ClusteredService` (built by a `ServiceFactory`) on the committed
 //!   log, identically inside the simulator and a node.
+//! * [`sim`]: the deterministic simulator behind the `tandem-sim` binary: the real core and
+//!   container over a simulated network, disk and clocks, with invariant checkers run after
+//!   every step and a linearizability check of a key-value history.
 //! * [`testkit`]: an in-process deterministic cluster (perfect or faulty in-memory network,
 //!   crashes, wipes, lazy fsync) for tests and benchmarks.
 //!
@@ -38,6 +41,7 @@ pub mod codec;
 pub mod consensus;
 pub mod container;
 mod error;
+pub mod sim;
 pub mod testkit;
 
 pub use error::CodecError;

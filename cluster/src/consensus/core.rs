@@ -271,6 +271,28 @@ impl<L: LogStore> Consensus<L> {
         }
     }
 
+    /// Marks this member as having possibly lost log data it had acknowledged: a machine crash
+    /// under `fsync = none` (the page cache, and with it the unsynced tail, is gone). Like a
+    /// wiped member it rejoins as a non-voting learner, keeping its term and vote, and becomes
+    /// a voter again only once it has caught up to a commit position learned from a majority
+    /// in the current leader's term. Without this a member whose acknowledgement made an entry
+    /// committed could, having lost it, elect a leader that lacks it. A learner persists
+    /// nothing, so the runtime must remember the mark until [`Consensus::is_learner`] turns
+    /// false. Call before [`Consensus::start`].
+    ///
+    /// # Panics
+    /// If called after `start`.
+    pub fn rejoin_as_learner(&mut self) {
+        assert!(
+            !self.started,
+            "rejoin_as_learner must be called before start"
+        );
+        if !self.bugs.wiped_member_votes {
+            self.learner = true;
+            self.role = Role::Learner;
+        }
+    }
+
     /// Replaces the authenticator the leader runs on connects (default: accept all, empty
     /// principal).
     pub fn set_authenticator(&mut self, authenticator: Box<dyn Authenticator + Send>) {

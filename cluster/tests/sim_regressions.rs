@@ -1,0 +1,42 @@
+//! Seeds the simulator once failed, kept as regression tests, and the
+//! simulator's determinism.
+
+use tandem_cluster::sim::{SimOptions, run_seed};
+
+fn check(seed: u64, cluster_size: u32) {
+    let opts = SimOptions {
+        cluster_size,
+        ..SimOptions::default()
+    };
+    let outcome = run_seed(seed, &opts);
+    assert!(outcome.passed(), "seed {seed}: {:?}", outcome.violation);
+}
+
+/// Machine crashes under `fsync none`: the crashed member had acknowledged a
+/// frame that made it committed, lost it with its page cache, and (before the
+/// core could rejoin as a learner) voted for a member that lacked it:
+/// leader-completeness. Fixed by `Consensus::rejoin_as_learner`.
+#[test]
+fn fsync_none_machine_crash_rejoins_as_learner() {
+    for seed in [1357, 4527, 9596] {
+        check(seed, 3);
+    }
+}
+
+/// A liveness failure seen while the core's learner promotion did not yet
+/// require a commit position from the current leader's term.
+#[test]
+fn learner_promotion_liveness() {
+    check(592, 3);
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let opts = SimOptions::default();
+    for seed in [3, 592, 1357] {
+        let a = run_seed(seed, &opts);
+        let b = run_seed(seed, &opts);
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
+        assert_eq!(a.passed(), b.passed());
+    }
+}
