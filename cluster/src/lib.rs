@@ -11,6 +11,10 @@
 //! * [`sim`]: the deterministic simulator behind the `tandem-sim` binary: the real core and
 //!   container over a simulated network, disk and clocks, with invariant checkers run after
 //!   every step and a linearizability check of a key-value history.
+//! * [`agent`]: agents, idle strategies, runners on (pinned) threads, threading modes.
+//! * [`control`]: the memory-mapped control file `cluster-tool` reads and writes.
+//! * [`transport`]: UDP (plain sockets with `sendmmsg`/`recvmmsg`, or io_uring) and
+//!   in-process transports with datagram validation and fragmentation.
 //! * [`testkit`]: an in-process deterministic cluster (perfect or faulty in-memory network,
 //!   crashes, wipes, lazy fsync) for tests and benchmarks.
 //!
@@ -37,11 +41,14 @@
 //! checks catch every one.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod codec;
 pub mod consensus;
 pub mod container;
+pub mod control;
 mod error;
 pub mod sim;
 pub mod testkit;
+pub mod transport;
 
 pub use error::CodecError;

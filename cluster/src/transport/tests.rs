@@ -1,0 +1,345 @@
+//! Loopback tests of the UDP transport, for both IO modes.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use super::frame::{
+    self, CLIENT_SOURCE_ID, FLAG_FRAGMENT, HEADER_LEN, Header, STREAM_CLIENT, STREAM_PEER,
+};
+use super::*;
+
+const CLUSTER: u64 = 0xC1;
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+fn config() -> TransportConfig {
+    TransportConfig {
+        cluster_id: CLUSTER,
+        ..TransportConfig::default()
+    }
+}
+
+/// Binds `n` members on fresh loopback ports (retrying if another process holds one).
+fn cluster(n: u32, mode: IoMode, cfg: &TransportConfig) -> Vec<Transport> {
+    for _ in 0..50 {
+        let seed = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000
+            + ((std::process::id() as u16)
+                .wrapping_mul(97)
+                .wrapping_add(seed.wrapping_mul(331)))
+                % 40_000;
+        let list: Vec<String> = (0..n)
+            .map(|i| format!("{i}=127.0.0.1:{}", base + 2 * i as u16))
+            .collect();
+        let members = MemberEndpoints::parse(&list.join(",")).unwrap();
+        let bound: Result<Vec<_>> = (0..n)
+            .map(|i| Transport::bind_member(cfg.clone(), members.clone(), i, mode))
+            .collect();
+        match bound {
+            Ok(v) => return v,
+            Err(TransportError::Io { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free ports");
+}
+
+/// Polls until `done` says so (a guard deadline only prevents hanging; nothing asserts time).
+fn pump(ts: &mut [&mut Transport], now_ns: u64, mut done: impl FnMut(usize, Event<'_>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut finished = false;
+    while !finished {
+        assert!(Instant::now() < deadline, "timed out waiting for messages");
+        for (i, t) in ts.iter_mut().enumerate() {
+            t.flush().unwrap();
+            t.poll(now_ns, |e| finished |= done(i, e)).unwrap();
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn member_to_member_and_client(mode: IoMode, cfg: TransportConfig) {
+    let mut ms = cluster(2, mode, &cfg);
+    let members = ms[0].members().clone();
+    let (a, b) = ms.split_at_mut(1);
+    let (m0, m1) = (&mut a[0], &mut b[0]);
+    let big = pattern(200_000, 7);
+    // A batch of small messages plus one large fragmented one.
+    for k in 0..50u8 {
+        m0.send_to_member(1, &[k; 32]).unwrap();
+    }
+    m0.send_to_member(1, &big).unwrap();
+    let mut small = 0;
+    let mut got_big = false;
+    pump(&mut [m0, m1], 0, |i, e| {
+        if let (1, Event::FromMember { member_id: 0, msg }) = (i, e) {
+            if msg.len() == 32 {
+                assert_eq!(msg, &[small as u8; 32][..], "in order on loopback");
+                small += 1;
+            } else {
+                assert_eq!(msg, &big[..]);
+                got_big = true;
+            }
+        }
+        small == 50 && got_big
+    });
+    assert!(m1.counters().fragments_in > 1);
+    assert_eq!(m1.counters().dropped_total(), 0);
+
+    // Client <-> member, including a fragmented request and reply.
+    let mut c = Transport::bind_client(cfg, members, mode).unwrap();
+    assert_eq!(c.io_mode_in_use(), m0.io_mode_in_use());
+    let req = pattern(10_000, 3);
+    c.send_to_member(1, &req).unwrap();
+    let mut client_addr = None;
+    pump(&mut [&mut c, m1], 0, |i, e| {
+        if let (1, Event::FromClient { addr, msg }) = (i, e) {
+            assert_eq!(msg, &req[..]);
+            client_addr = Some(addr);
+        }
+        client_addr.is_some()
+    });
+    let reply = pattern(5_000, 9);
+    m1.send_to_client(client_addr.unwrap(), &reply).unwrap();
+    let mut ok = false;
+    pump(&mut [&mut c, m1], 0, |i, e| {
+        if let (0, Event::FromMember { member_id: 1, msg }) = (i, e) {
+            assert_eq!(msg, &reply[..]);
+            ok = true;
+        }
+        ok
+    });
+    assert!(
+        c.send_to_client(client_addr.unwrap(), b"x").is_err(),
+        "clients cannot address clients"
+    );
+}
+
+#[test]
+fn std_member_and_client_round_trips() {
+    member_to_member_and_client(IoMode::Std, config());
+}
+
+#[test]
+fn uring_member_and_client_round_trips() {
+    let t = cluster(1, IoMode::Uring, &config());
+    if t[0].io_mode_in_use() != IoMode::Uring {
+        eprintln!(
+            "io_uring unavailable here ({:?}); fallback path tested instead",
+            t[0].fallback_reason()
+        );
+    }
+    drop(t);
+    member_to_member_and_client(IoMode::Uring, config());
+}
+
+#[test]
+fn uring_single_shot_receive_path() {
+    let mut cfg = config();
+    cfg.udp.force_single_shot_recv = true;
+    member_to_member_and_client(IoMode::Uring, cfg);
+}
+
+#[test]
+fn big_loopback_mtu() {
+    let mut cfg = config();
+    cfg.udp.mtu = 65_000;
+    cfg.udp.send_slots = 64;
+    cfg.udp.recv_buffers = 32;
+    member_to_member_and_client(IoMode::Std, cfg.clone());
+    member_to_member_and_client(IoMode::Uring, cfg);
+}
+
+#[test]
+fn forced_uring_failure_falls_back_to_std() {
+    let mut cfg = config();
+    cfg.udp.force_uring_failure = true;
+    let t = cluster(1, IoMode::Uring, &cfg);
+    assert_eq!(t[0].io_mode_requested(), IoMode::Uring);
+    assert_eq!(t[0].io_mode_in_use(), IoMode::Std);
+    assert!(t[0].fallback_reason().unwrap().contains("forced"));
+    drop(t);
+    member_to_member_and_client(IoMode::Uring, cfg);
+}
+
+fn datagram(h: &Header, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0; HEADER_LEN + payload.len()];
+    frame::encode(h, payload, &mut v);
+    v
+}
+
+fn header(source_id: u32, stream_id: u16, len: usize) -> Header {
+    Header {
+        flags: 0,
+        cluster_id: CLUSTER,
+        source_id,
+        stream_id,
+        message_id: 1,
+        message_len: len as u32,
+        frag_offset: 0,
+        frag_index: 0,
+        frag_count: 1,
+    }
+}
+
+/// Polls until the counters satisfy `cond`.
+fn poll_until(t: &mut Transport, now_ns: u64, cond: impl Fn(&TransportCounters) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond(t.counters()) {
+        assert!(Instant::now() < deadline, "timed out: {:?}", t.counters());
+        t.poll(now_ns, |e| panic!("nothing should be delivered, got {e:?}"))
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+fn forged_and_garbage(mode: IoMode) {
+    let mut ms = cluster(2, mode, &config());
+    let m0 = &mut ms[0];
+    let peer = m0.local_peer_addr().unwrap();
+    let client_port = m0.local_client_addr();
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A well-formed datagram claiming to be member 1, but not from member 1's peer address.
+    raw.send_to(&datagram(&header(1, STREAM_PEER, 4), b"vote"), peer)
+        .unwrap();
+    // A client pretending to be a member on the client port.
+    raw.send_to(
+        &datagram(&header(1, STREAM_CLIENT, 4), b"vote"),
+        client_port,
+    )
+    .unwrap();
+    // Garbage of every kind.
+    raw.send_to(b"short", peer).unwrap();
+    raw.send_to(&[0xFF; 100], peer).unwrap();
+    let mut bad_crc = datagram(&header(CLIENT_SOURCE_ID, STREAM_CLIENT, 3), b"abc");
+    bad_crc[HEADER_LEN] ^= 1;
+    raw.send_to(&bad_crc, client_port).unwrap();
+    let mut other = header(CLIENT_SOURCE_ID, STREAM_CLIENT, 3);
+    other.cluster_id = 99;
+    raw.send_to(&datagram(&other, b"abc"), client_port).unwrap();
+    // Client traffic on the peer socket (wrong stream).
+    raw.send_to(
+        &datagram(&header(CLIENT_SOURCE_ID, STREAM_CLIENT, 3), b"abc"),
+        peer,
+    )
+    .unwrap();
+    poll_until(m0, 0, |c| c.datagrams_in >= 7);
+    let c = *m0.counters();
+    assert_eq!(c.dropped_unknown_member, 2, "{c:?}");
+    assert_eq!(c.dropped_bad_length, 1, "{c:?}");
+    assert_eq!(c.dropped_bad_version, 1, "{c:?}");
+    assert_eq!(c.dropped_bad_checksum, 1, "{c:?}");
+    assert_eq!(c.dropped_wrong_cluster, 1, "{c:?}");
+    assert_eq!(c.dropped_bad_header, 1, "{c:?}");
+    assert_eq!(c.messages_in, 0);
+
+    // Fragments of a message that never completes: dropped after the timeout, counted.
+    let (chunk, count) = reassembly::fragment_plan(5000, 1000);
+    for i in 0..count - 1 {
+        let mut h = header(CLIENT_SOURCE_ID, STREAM_CLIENT, 5000);
+        h.flags = FLAG_FRAGMENT;
+        h.frag_index = i as u16;
+        h.frag_count = count as u16;
+        h.frag_offset = (i * chunk) as u32;
+        raw.send_to(&datagram(&h, &vec![1; chunk]), client_port)
+            .unwrap();
+    }
+    poll_until(m0, 1_000, |c| c.fragments_in == (count - 1) as u64);
+    assert_eq!(m0.reassembly_in_flight(), 1);
+    m0.poll(1_000 + config().reassembly_timeout_ns, |_| panic!())
+        .unwrap();
+    assert_eq!(m0.counters().dropped_reassembly_timeout, 1);
+    assert_eq!(m0.reassembly_in_flight(), 0);
+
+    // Still healthy afterwards.
+    let (a, b) = ms.split_at_mut(1);
+    b[0].send_to_member(0, b"heartbeat").unwrap();
+    let mut ok = false;
+    pump(&mut [&mut a[0], &mut b[0]], 0, |i, e| {
+        ok |= i == 0
+            && e == Event::FromMember {
+                member_id: 1,
+                msg: b"heartbeat",
+            };
+        ok
+    });
+}
+
+#[test]
+fn std_forged_member_and_garbage_dropped_and_counted() {
+    forged_and_garbage(IoMode::Std);
+}
+
+#[test]
+fn uring_forged_member_and_garbage_dropped_and_counted() {
+    forged_and_garbage(IoMode::Uring);
+}
+
+#[test]
+fn send_queue_back_pressure() {
+    for mode in [IoMode::Std, IoMode::Uring] {
+        let mut cfg = config();
+        cfg.udp.send_slots = 8;
+        cfg.max_message_size = 4096;
+        let mut ms = cluster(2, mode, &cfg);
+        let mut queued = 0;
+        let err = loop {
+            match ms[0].send_to_member(1, &[0; 100]) {
+                Ok(()) => queued += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(err.is_would_block());
+        assert_eq!(queued, 8);
+        // A fragmented message needing more slots than are free is refused whole.
+        assert!(
+            ms[0]
+                .send_to_member(1, &[0; 4000])
+                .unwrap_err()
+                .is_would_block()
+        );
+        assert!(matches!(
+            ms[0].send_to_member(1, &[0; 5000]),
+            Err(TransportError::MessageTooLarge { .. })
+        ));
+        ms[0].flush().unwrap();
+        let mut got = 0;
+        let (a, b) = ms.split_at_mut(1);
+        pump(&mut [&mut a[0], &mut b[0]], 0, |i, _| {
+            got += usize::from(i == 1);
+            got == 8
+        });
+        a[0].send_to_member(1, &[0; 100]).unwrap();
+        assert_eq!(a[0].counters().send_would_block, 2);
+    }
+}
+
+#[test]
+fn io_mode_parses() {
+    assert_eq!("std".parse::<IoMode>().unwrap(), IoMode::Std);
+    assert_eq!("uring".parse::<IoMode>().unwrap(), IoMode::Uring);
+    assert!("epoll".parse::<IoMode>().is_err());
+    assert_eq!(IoMode::Uring.to_string(), "uring");
+}
+
+#[test]
+fn invalid_config_rejected() {
+    let members = MemberEndpoints::parse("0=127.0.0.1:1").unwrap();
+    let mut cfg = config();
+    cfg.udp.mtu = 50;
+    assert!(matches!(
+        Transport::bind_member(cfg, members.clone(), 0, IoMode::Std),
+        Err(TransportError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Transport::bind_member(config(), members, 5, IoMode::Std),
+        Err(TransportError::UnknownMember(5))
+    ));
+    let _: SocketAddr = "127.0.0.1:1".parse().unwrap();
+}
