@@ -15,6 +15,8 @@
 //! * [`control`]: the memory-mapped control file `cluster-tool` reads and writes.
 //! * [`transport`]: UDP (plain sockets with `sendmmsg`/`recvmmsg`, or io_uring) and
 //!   in-process transports with datagram validation and fragmentation.
+//! * [`node`]: the node runtime (`ClusterNode`: the core, the container, the archive-backed
+//!   log, the transport and the control file on agent threads) and the `ClusterClient`.
 //! * [`testkit`]: an in-process deterministic cluster (perfect or faulty in-memory network,
 //!   crashes, wipes, lazy fsync) for tests and benchmarks.
 //!
@@ -47,6 +49,7 @@ pub mod consensus;
 pub mod container;
 pub mod control;
 mod error;
+pub mod node;
 pub mod sim;
 pub mod testkit;
 pub mod transport;

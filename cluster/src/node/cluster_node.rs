@@ -1,0 +1,1058 @@
+//! [`ClusterNode`] and [`NodeAgent`]: one member (consensus core, service container, archive,
+//! control file and transport) as an agent; [`InProcessCluster`]: several members on one
+//! thread (`cluster` threading mode).
+//!
+//! # The duty cycle
+//!
+//! 1. Poll the network; decode each datagram (peer messages on the peer socket, client
+//!    messages on the client socket) and feed it to `Consensus::handle`; undecodable ones are
+//!    dropped and counted.
+//! 2. `Tick` with the monotonic clock (`Instant`-based nanoseconds since the node started;
+//!    the core stamps cluster time from it, never from the wall clock).
+//! 3. Carry out the commands in order: sends, durability (`fsync = none`: reported durable at
+//!    once; `every`: the archive synced on append; `batch`: one `fdatasync` of the written
+//!    segment per cycle, then reported), node state (written and fsynced, then
+//!    `StatePersisted`), snapshots (file + recording-log entry), purge, control-file fields.
+//! 4. `Flush` (the leader sends what it batched), carry out again, sync under `batch`.
+//! 5. Act on the control toggle; publish positions, counters and the status.
+//!
+//! # Threading
+//!
+//! * `shared`: one [`AgentRunner`] thread per node with the configured idle strategy.
+//! * `dedicated`: for now the same single agent on its own thread, pinned to the first
+//!   configured core with the configured idle strategy (use `spin`); network, consensus and
+//!   service are not yet separate agents.
+//! * `cluster`: [`InProcessCluster`] runs every member's agent in one [`CompositeAgent`] on
+//!   one thread over an [`InProcHub`].
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::agent::{
+    Agent, AgentError, AgentRunner, CompositeAgent, IdleStrategy, Termination, ThreadingMode,
+};
+use crate::codec::{Ingress, PeerMessage};
+use crate::consensus::{
+    Authenticator, Command, Consensus, Input, LogPosition, LogStore, MemberId, Outbox, Term,
+};
+use crate::container::ServiceContainer;
+use crate::control::{
+    Action, ActionResult, ControlFile, ControlIdent, Counter, MemberProgress, MemberRole,
+    RequestId, ResultCode,
+};
+use crate::transport::{Event, InProcHub, Transport, TransportConfig, UdpConfig};
+use tandem_archive::Durability;
+use tandem_service_api::{Role, ServiceFactory};
+
+use super::config::NodeConfig;
+use super::error::{NodeError, Result};
+use super::files::NodeFiles;
+use super::log_store::ArchiveLogStore;
+use super::net::{NodeNetwork, client_addr, socket_addr};
+
+/// A function computing a hash of the service's state (for cross-member comparison).
+pub type StateHash<S> = Box<dyn Fn(&S) -> u64 + Send>;
+
+/// Optional extras for a node.
+pub struct NodeHooks<S> {
+    /// Hash of the service state, published with the applied position after every duty cycle
+    /// that applied something, and recorded at every snapshot.
+    pub state_hash: Option<StateHash<S>>,
+    /// Replaces the accept-all authenticator.
+    pub authenticator: Option<Box<dyn Authenticator + Send>>,
+    /// Run over this in-process hub instead of UDP.
+    pub hub: Option<InProcHub>,
+}
+
+impl<S> Default for NodeHooks<S> {
+    fn default() -> Self {
+        Self {
+            state_hash: None,
+            authenticator: None,
+            hub: None,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for NodeHooks<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHooks")
+            .field("state_hash", &self.state_hash.is_some())
+            .field("authenticator", &self.authenticator.is_some())
+            .field("hub", &self.hub.is_some())
+            .finish()
+    }
+}
+
+/// A point-in-time view of a node, published by its agent after every duty cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The member.
+    pub member_id: u32,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<u32>,
+    /// Commit position.
+    pub commit_position: u64,
+    /// Applied position.
+    pub applied_position: u64,
+    /// Log end.
+    pub log_end: u64,
+    /// Log start.
+    pub log_start: u64,
+    /// `(applied position, state hash)` from the state-hash hook.
+    pub state_hash: Option<(u64, u64)>,
+    /// Whether the agent is running (false once stopped, killed or failed).
+    pub running: bool,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+    /// Times the member became leader.
+    pub leaderships: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    member_id: u32,
+    status: Mutex<NodeStatus>,
+    kill: AtomicBool,
+    running: AtomicBool,
+    cycles: AtomicU64,
+}
+
+impl Shared {
+    fn new(member_id: u32) -> Self {
+        Self {
+            member_id,
+            status: Mutex::new(NodeStatus {
+                member_id,
+                role: Role::Follower,
+                term: 0,
+                leader: None,
+                commit_position: 0,
+                applied_position: 0,
+                log_end: 0,
+                log_start: 0,
+                state_hash: None,
+                running: true,
+                snapshots_installed: 0,
+                leaderships: 0,
+            }),
+            kill: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            cycles: AtomicU64::new(0),
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let mut s = *self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.running = self.running.load(Ordering::Acquire);
+        s
+    }
+}
+
+fn member_role(role: Role) -> MemberRole {
+    match role {
+        Role::Follower => MemberRole::Follower,
+        Role::Candidate => MemberRole::Candidate,
+        Role::Leader => MemberRole::Leader,
+        Role::Learner => MemberRole::Learner,
+    }
+}
+
+/// Everything a running member owns; dropped as a whole on close or kill.
+struct Inner<F: ServiceFactory> {
+    cfg: NodeConfig,
+    core: Consensus<ArchiveLogStore>,
+    app: ServiceContainer<F>,
+    files: NodeFiles,
+    net: NodeNetwork,
+    control: Arc<ControlFile>,
+    out: Outbox,
+    done: Outbox,
+    epoch: Instant,
+    now_ns: i64,
+    /// `batch`: the highest `Appended` end not yet synced, and its epoch.
+    unsynced: Option<(LogPosition, u64)>,
+    /// `batch`: the log is durable below here.
+    synced_to: u64,
+    sync_file: Option<(u64, File)>,
+    state_hash: Option<StateHash<F::Service>>,
+    hashed_at: u64,
+    snapshot_request: Option<RequestId>,
+    stop_request: Option<RequestId>,
+    purge_request: Option<(RequestId, u64)>,
+    failed: Option<String>,
+    last_progress_ns: i64,
+    decode_drops: u64,
+}
+
+/// One member as an [`Agent`]: build it with [`NodeAgent::new`], run it with an
+/// [`AgentRunner`] (see [`ClusterNode`]) or inside an [`InProcessCluster`].
+pub struct NodeAgent<F: ServiceFactory> {
+    inner: Option<Inner<F>>,
+    shared: Arc<Shared>,
+    name: String,
+    started: bool,
+}
+
+impl<F: ServiceFactory> std::fmt::Debug for NodeAgent<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgent")
+            .field("name", &self.name)
+            .field("running", &self.inner.is_some())
+            .finish()
+    }
+}
+
+impl<F: ServiceFactory> NodeAgent<F> {
+    /// Opens the node directory, recovers (newest valid snapshot, then the log, replayed by
+    /// the core up to the node state's commit lower bound), creates the control file and binds
+    /// the transport. The core starts in [`Agent::on_start`].
+    ///
+    /// # Errors
+    /// [`NodeError`] for an invalid configuration, a directory of another member or cluster,
+    /// corruption at or below the recorded commit position, or a port in use.
+    pub fn new(cfg: NodeConfig, factory: F, hooks: NodeHooks<F::Service>) -> Result<Self> {
+        cfg.validate()?;
+        let opened = NodeFiles::open(&cfg)?;
+        let log = opened.log;
+        let (start, start_term) = match &opened.snapshot {
+            Some(s)
+                if s.position.0 >= log.start_position()
+                    && s.position.0 <= log.append_position() =>
+            {
+                let term = if s.position.0 > log.start_position() {
+                    log.term_at(s.position.0 - 1).map_or(s.term, Term)
+                } else {
+                    s.term
+                };
+                (s.position, term)
+            }
+            _ => (LogPosition(log.start_position()), Term(log.last_term())),
+        };
+        let start_term = if start.0 == 0 { Term(0) } else { start_term };
+        let store = ArchiveLogStore::new(log, start, start_term);
+        let mut core = Consensus::new(
+            cfg.core_config(),
+            store,
+            opened.node_state,
+            opened.snapshot.clone(),
+        );
+        if let Some(a) = hooks.authenticator {
+            core.set_authenticator(a);
+        }
+        let control = ControlFile::create(
+            &cfg.dir,
+            ControlIdent {
+                cluster_id: cfg.cluster_id,
+                member_id: cfg.member_id,
+                member_count: cfg.members.len() as u32,
+            },
+        )
+        .map_err(|source| NodeError::Control {
+            dir: cfg.dir.clone(),
+            source,
+        })?;
+        let net = match &hooks.hub {
+            Some(hub) => NodeNetwork::InProc(Box::new(hub.bind_member(cfg.member_id).map_err(
+                |source| NodeError::Transport {
+                    member_id: cfg.member_id,
+                    source,
+                },
+            )?)),
+            None => {
+                let tc = TransportConfig {
+                    cluster_id: cfg.cluster_id,
+                    udp: UdpConfig {
+                        mtu: cfg.mtu,
+                        ..UdpConfig::default()
+                    },
+                    ..TransportConfig::default()
+                };
+                let t = Transport::bind_member(tc, cfg.members.clone(), cfg.member_id, cfg.io)
+                    .map_err(|source| NodeError::Transport {
+                        member_id: cfg.member_id,
+                        source,
+                    })?;
+                if let Some(reason) = t.fallback_reason() {
+                    tracing::warn!(
+                        member = cfg.member_id,
+                        reason,
+                        "io_uring unavailable; using std sockets"
+                    );
+                }
+                NodeNetwork::Udp(Box::new(t))
+            }
+        };
+        let shared = Arc::new(Shared::new(cfg.member_id));
+        let name = format!("tandem-node-{}", cfg.member_id);
+        if let Some(s) = &opened.snapshot {
+            control.set_snapshot_position(s.position.0);
+        }
+        Ok(Self {
+            inner: Some(Inner {
+                core,
+                app: ServiceContainer::new(factory),
+                files: opened.files,
+                net,
+                control: Arc::new(control),
+                out: Outbox::new(),
+                done: Outbox::new(),
+                epoch: Instant::now(),
+                now_ns: 0,
+                unsynced: None,
+                synced_to: 0,
+                sync_file: None,
+                state_hash: hooks.state_hash,
+                hashed_at: u64::MAX,
+                snapshot_request: None,
+                stop_request: None,
+                purge_request: None,
+                failed: None,
+                last_progress_ns: 0,
+                decode_drops: 0,
+                cfg,
+            }),
+            shared,
+            name,
+            started: false,
+        })
+    }
+
+    fn handle_kill(&mut self) -> bool {
+        if self.shared.kill.load(Ordering::Acquire) && self.inner.is_some() {
+            // A crash: drop everything without a goodbye (page cache keeps what was written).
+            self.inner = None;
+            self.shared.running.store(false, Ordering::Release);
+        }
+        self.inner.is_none()
+    }
+}
+
+impl<F: ServiceFactory> Inner<F> {
+    fn clock_ns(&self) -> i64 {
+        self.epoch.elapsed().as_nanos() as i64
+    }
+
+    fn fail(&mut self, what: String) {
+        tracing::error!(member = self.cfg.member_id, "{what}");
+        self.control.record_error(wall_ns(), 1, &what);
+        self.control.increment(Counter::Errors);
+        if self.failed.is_none() {
+            self.failed = Some(what);
+        }
+    }
+
+    fn poll_network(&mut self) -> usize {
+        let Self {
+            net,
+            core,
+            app,
+            out,
+            control,
+            decode_drops,
+            ..
+        } = self;
+        let now = self.now_ns.max(0) as u64;
+        let result = net.poll(now, |event| match event {
+            Event::FromMember { member_id, msg } => match PeerMessage::decode(msg) {
+                Ok(msg) => core.handle(
+                    Input::Peer {
+                        from: MemberId(member_id),
+                        msg,
+                    },
+                    app,
+                    out,
+                ),
+                Err(e) => {
+                    *decode_drops += 1;
+                    count_codec_drop(control, &e);
+                }
+            },
+            Event::FromClient { addr, msg } => {
+                let Some(from) = client_addr(addr) else {
+                    control.increment(Counter::DroppedUnknownSession);
+                    return;
+                };
+                match Ingress::decode(msg) {
+                    Ok(msg) => core.handle(Input::Client { from, msg }, app, out),
+                    Err(e) => {
+                        *decode_drops += 1;
+                        count_codec_drop(control, &e);
+                    }
+                }
+            }
+        });
+        match result {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(member = self.cfg.member_id, error = %e, "network poll failed");
+                0
+            }
+        }
+    }
+
+    /// Carries out every queued command (and what answering them queues), in order.
+    fn run_commands(&mut self) -> usize {
+        let mut work = 0;
+        while !self.out.is_empty() {
+            std::mem::swap(&mut self.out, &mut self.done);
+            let commands = std::mem::take(&mut self.done.commands);
+            for command in &commands {
+                work += 1;
+                self.execute(command);
+            }
+            self.done.commands = commands;
+            self.done.clear();
+        }
+        work
+    }
+
+    fn execute(&mut self, command: &Command) {
+        match command {
+            Command::SendPeer { to, bytes } => {
+                let msg = &self.done.bytes[bytes.clone()];
+                if let Err(e) = self.net.send_to_member(to.0, msg) {
+                    tracing::debug!(member = self.cfg.member_id, to = to.0, error = %e, "peer send dropped");
+                }
+            }
+            Command::SendClient { to, bytes } => {
+                let msg = &self.done.bytes[bytes.clone()];
+                if let Some(addr) = socket_addr(*to)
+                    && let Err(e) = self.net.send_to_client(addr, msg)
+                {
+                    tracing::debug!(member = self.cfg.member_id, %addr, error = %e, "client send dropped");
+                }
+            }
+            Command::Appended { to, epoch, .. } => match self.cfg.fsync {
+                Durability::None | Durability::Every => self.core.handle(
+                    Input::LogDurable {
+                        position: *to,
+                        epoch: *epoch,
+                    },
+                    &mut self.app,
+                    &mut self.out,
+                ),
+                Durability::Batch => {
+                    self.unsynced = Some(match self.unsynced {
+                        Some((p, e)) if e == *epoch => ((*to).max(p), e),
+                        _ => (*to, *epoch),
+                    });
+                }
+            },
+            Command::Truncated { position, epoch } => {
+                self.synced_to = self.synced_to.min(position.0);
+                if let Err(e) = self.files.invalidate_terms_from(position.0) {
+                    self.fail(format!("recording log: {e}"));
+                }
+                if self.unsynced.is_some_and(|(_, e)| e != *epoch) {
+                    self.unsynced = None;
+                }
+            }
+            Command::PersistState { id, state } => {
+                let end = self.core.log().archive_end();
+                match self.files.persist(state, end) {
+                    Ok(()) => self.core.handle(
+                        Input::StatePersisted { id: *id },
+                        &mut self.app,
+                        &mut self.out,
+                    ),
+                    Err(e) => self.fail(format!("node state not persisted: {e}")),
+                }
+            }
+            Command::RoleChanged { role, term, leader } => {
+                self.control.set_role(member_role(*role));
+                self.control.set_term(term.0);
+                self.control.set_leader_id(leader.map(|m| m.0));
+                tracing::info!(member = self.cfg.member_id, ?role, term = term.0, leader = ?leader.map(|m| m.0), "role changed");
+            }
+            Command::ElectionStateChanged { state } => {
+                self.control.set_election_state(u64::from(state.code()));
+            }
+            Command::CommitAdvanced { position } => {
+                self.core.log().note_commit(*position);
+                self.control.set_commit_position(position.0);
+            }
+            Command::SnapshotTaken { snapshot } => match self.files.store_snapshot(snapshot) {
+                Ok(()) => {
+                    self.control.set_snapshot_position(snapshot.position.0);
+                    self.control.increment(Counter::SnapshotsTaken);
+                    if let Some(req) = self.snapshot_request.take() {
+                        let _ = self
+                            .control
+                            .complete(req, ActionResult::ok(snapshot.position.0));
+                    }
+                }
+                Err(e) => self.fail(format!("snapshot not stored: {e}")),
+            },
+            Command::SnapshotInstalled { snapshot, .. } => {
+                self.unsynced = None;
+                self.synced_to = snapshot.position.0;
+                self.sync_file = None;
+                if let Err(e) = self.files.invalidate_terms_from(snapshot.position.0 + 1) {
+                    self.fail(format!("recording log: {e}"));
+                }
+                match self.files.store_snapshot(snapshot) {
+                    Ok(()) => self.control.set_snapshot_position(snapshot.position.0),
+                    Err(e) => self.fail(format!("installed snapshot not stored: {e}")),
+                }
+            }
+            Command::Purged { position } => {
+                self.sync_file = None;
+                self.control.set_log_start_position(position.0);
+                if let Err(e) = self.files.prune_snapshots(position.0) {
+                    self.fail(format!("pruning snapshots failed: {e}"));
+                }
+                if let Some((req, _)) = self.purge_request.take() {
+                    let _ = self.control.complete(req, ActionResult::ok(position.0));
+                }
+            }
+            Command::Terminated => {
+                tracing::info!(member = self.cfg.member_id, "member stopped");
+                if let Some(req) = self.stop_request.take() {
+                    let _ = self.control.complete(req, ActionResult::ok(0));
+                }
+            }
+        }
+    }
+
+    /// Adds a recording-log `Term` entry for a term that began in the log since the last one.
+    fn record_terms(&mut self) {
+        let store = self.core.log();
+        let Some(&(term, base)) = store.archive_log().term_starts().last() else {
+            return;
+        };
+        if self.files.recorded_term() >= term {
+            return;
+        }
+        let timestamp = store
+            .read(LogPosition(base))
+            .map_or(0, |f| f.header.timestamp);
+        if let Err(e) = self.files.record_term(term, base, timestamp) {
+            self.fail(format!("recording log: {e}"));
+        }
+    }
+
+    /// `fsync = batch`: one data sync of the written segment(s) per duty cycle.
+    fn sync_batch(&mut self) -> usize {
+        let Some((to, epoch)) = self.unsynced.take() else {
+            return 0;
+        };
+        let log = self.core.log().archive_log();
+        let seg_len = log.config().segment_len_bytes;
+        let from = self.synced_to.min(to.0);
+        let mut ok = true;
+        for (base, path) in log.segments() {
+            if base + seg_len <= from || base >= to.0 {
+                continue;
+            }
+            if !matches!(&self.sync_file, Some((b, _)) if *b == base) {
+                match File::open(path) {
+                    Ok(f) => self.sync_file = Some((base, f)),
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %path.display(), "cannot open segment to sync");
+                        ok = false;
+                        continue;
+                    }
+                }
+            }
+            // fdatasync of the segment file writes back its dirty mapped pages too.
+            if let Some((_, f)) = &self.sync_file
+                && let Err(e) = f.sync_data()
+            {
+                tracing::error!(error = %e, "segment sync failed");
+                ok = false;
+            }
+        }
+        if ok {
+            self.synced_to = to.0;
+            self.core.handle(
+                Input::LogDurable {
+                    position: to,
+                    epoch,
+                },
+                &mut self.app,
+                &mut self.out,
+            );
+        } else {
+            self.unsynced = Some((to, epoch));
+        }
+        1
+    }
+
+    fn poll_control(&mut self) -> usize {
+        let Some((req, action)) = self.control.poll_request() else {
+            return 0;
+        };
+        let reject = |c: &ControlFile, code| {
+            let _ = c.complete(req, ActionResult::with_code(code));
+        };
+        match action {
+            Action::Snapshot => {
+                if self.core.role() == Role::Leader && self.snapshot_request.is_none() {
+                    self.snapshot_request = Some(req);
+                    self.core
+                        .handle(Input::TakeSnapshot, &mut self.app, &mut self.out);
+                } else {
+                    // Forwarding to the leader is not implemented: run it on the leader.
+                    reject(&self.control, ResultCode::Rejected);
+                }
+            }
+            Action::Stop | Action::Shutdown => {
+                // `shutdown` is cluster-wide in Aeron; the core has no shutdown entry yet, so it
+                // stops this member only (handing over leadership first).
+                self.stop_request = Some(req);
+                self.core.handle(Input::Stop, &mut self.app, &mut self.out);
+            }
+            Action::Purge(up_to) => {
+                let start = self.core.log().start().0.0;
+                let limit = self.files.purge_limit(up_to, start);
+                let limit = limit.min(self.core.latest_snapshot().map_or(0, |s| s.position.0));
+                self.purge_request = Some((req, limit));
+                self.core.handle(
+                    Input::Purge {
+                        position: LogPosition(limit),
+                    },
+                    &mut self.app,
+                    &mut self.out,
+                );
+                let purged = self
+                    .out
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c, Command::Purged { .. }));
+                if !purged {
+                    self.purge_request = None;
+                    let _ = self.control.complete(
+                        req,
+                        ActionResult {
+                            code: ResultCode::Rejected,
+                            value: start,
+                            extra: 0,
+                        },
+                    );
+                }
+            }
+            Action::Suspend | Action::Resume | Action::Abort => {
+                reject(&self.control, ResultCode::Unsupported);
+            }
+        }
+        1
+    }
+
+    fn publish(&mut self, shared: &Shared) {
+        let core = &self.core;
+        let c = &self.control;
+        let store = core.log();
+        c.set_append_position(store.end().0);
+        c.set_durable_position(core.durable_position().0);
+        c.set_log_start_position(store.start().0.0);
+        c.set_commit_position(core.commit_position().0);
+        c.set_updated_ns(self.now_ns as u64);
+        let counters = core.counters();
+        c.set_counter(Counter::Elections, counters.elections_started);
+        c.set_counter(
+            Counter::SessionsOpen,
+            core.module_state().sessions().len() as u64,
+        );
+        let t = self.net.counters();
+        c.set_counter(Counter::DatagramsIn, t.datagrams_in.max(t.messages_in));
+        c.set_counter(Counter::DatagramsOut, t.datagrams_out.max(t.messages_out));
+        c.set_counter(Counter::BytesIn, t.bytes_in);
+        c.set_counter(Counter::BytesOut, t.bytes_out);
+        c.set_counter(
+            Counter::DroppedBadLength,
+            t.dropped_bad_length + t.dropped_bad_header + self.decode_drops,
+        );
+        c.set_counter(Counter::DroppedBadChecksum, t.dropped_bad_checksum);
+        c.set_counter(Counter::DroppedBadVersion, t.dropped_bad_version);
+        c.set_counter(Counter::DroppedWrongCluster, t.dropped_wrong_cluster);
+        c.set_counter(Counter::DroppedUnknownMember, t.dropped_unknown_member);
+        if core.role() == Role::Leader {
+            for (i, p) in core.follower_positions().iter().enumerate() {
+                c.set_member_progress(
+                    i as u32,
+                    MemberProgress {
+                        append_position: p.0,
+                        commit_position: core.commit_position().0,
+                        last_heard_ns: self.now_ns as u64,
+                    },
+                );
+            }
+        }
+        let applied = core.applied_position().0;
+        if let Some(hash) = &self.state_hash
+            && applied != self.hashed_at
+            && let Some(service) = self.app.service()
+        {
+            let h = hash(service);
+            self.hashed_at = applied;
+            shared
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .state_hash = Some((applied, h));
+        }
+        let mut s = shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.role = core.role();
+        s.term = core.term().0;
+        s.leader = core.leader().map(|m| m.0);
+        s.commit_position = core.commit_position().0;
+        s.applied_position = applied;
+        s.log_end = store.end().0;
+        s.log_start = store.start().0.0;
+        s.snapshots_installed = counters.snapshots_installed;
+        s.leaderships = counters.leaderships;
+    }
+
+    fn cycle(&mut self, shared: &Shared) -> usize {
+        self.now_ns = self.clock_ns();
+        let mut work = self.poll_network();
+        self.core.handle(
+            Input::Tick {
+                now_ns: self.now_ns,
+            },
+            &mut self.app,
+            &mut self.out,
+        );
+        work += self.run_commands();
+        self.core.handle(Input::Flush, &mut self.app, &mut self.out);
+        work += self.run_commands();
+        if self.cfg.fsync == Durability::Batch {
+            work += self.sync_batch();
+            work += self.run_commands();
+        }
+        work += self.poll_control();
+        work += self.run_commands();
+        self.record_terms();
+        if let Err(e) = self.net.flush() {
+            tracing::debug!(member = self.cfg.member_id, error = %e, "network flush failed");
+        }
+        work += self.app.do_background_work(self.now_ns);
+        // Publishing costs atomics, one uncontended lock, the state hash and (on a leader) one
+        // small allocation for the follower positions: at most once a millisecond, so the
+        // per-message path stays free of locks and allocation.
+        if self.now_ns - self.last_progress_ns >= 1_000_000 {
+            self.last_progress_ns = self.now_ns;
+            self.publish(shared);
+        }
+        work
+    }
+}
+
+fn count_codec_drop(control: &ControlFile, e: &crate::CodecError) {
+    match e {
+        crate::CodecError::Version { .. } => control.increment(Counter::DroppedBadVersion),
+        _ => control.increment(Counter::DroppedBadLength),
+    }
+}
+
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl<F: ServiceFactory> Agent for NodeAgent<F> {
+    fn on_start(&mut self) -> std::result::Result<(), AgentError> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        inner.epoch = Instant::now();
+        let Inner { core, app, out, .. } = inner;
+        core.start(0, app, out);
+        inner.run_commands();
+        inner.publish(&self.shared);
+        Ok(())
+    }
+
+    fn do_work(&mut self) -> usize {
+        if self.handle_kill() {
+            return 0;
+        }
+        let inner = self.inner.as_mut().expect("checked");
+        let work = inner.cycle(&self.shared);
+        self.shared.cycles.fetch_add(1, Ordering::Relaxed);
+        work
+    }
+
+    fn termination(&mut self) -> Option<Termination> {
+        let inner = self.inner.as_mut()?;
+        if let Some(what) = inner.failed.take() {
+            return Some(Termination::Failed(AgentError::failed("node", what)));
+        }
+        inner.core.is_closed().then_some(Termination::Done)
+    }
+
+    fn on_close(&mut self) {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.publish(&self.shared);
+            if let Some(req) = inner.stop_request.take() {
+                let _ = inner.control.complete(req, ActionResult::ok(0));
+            }
+        }
+        self.inner = None;
+        self.shared.running.store(false, Ordering::Release);
+    }
+
+    fn role_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A running member: its agent on its own thread. Dropping it stops and joins the thread
+/// (without handing over leadership: a crash as far as the cluster can tell); use
+/// [`ClusterNode::stop`] for a graceful stop.
+#[derive(Debug)]
+pub struct ClusterNode {
+    shared: Arc<Shared>,
+    control: Arc<ControlFile>,
+    runner: Option<AgentRunner>,
+    dir: std::path::PathBuf,
+}
+
+impl ClusterNode {
+    /// Launches member `config.member_id` with services from `factory`, over UDP.
+    ///
+    /// # Errors
+    /// As [`NodeAgent::new`]; [`NodeError::Agent`] if the thread cannot start;
+    /// [`NodeError::Config`] for the `cluster` threading mode (use [`InProcessCluster`]).
+    pub fn launch<F>(config: NodeConfig, factory: F) -> Result<Self>
+    where
+        F: ServiceFactory + Send + 'static,
+        F::Service: Send + 'static,
+    {
+        Self::launch_with(config, factory, NodeHooks::default())
+    }
+
+    /// [`ClusterNode::launch`] with hooks (state hash, authenticator, in-process hub).
+    ///
+    /// # Errors
+    /// As [`ClusterNode::launch`].
+    pub fn launch_with<F>(
+        config: NodeConfig,
+        factory: F,
+        hooks: NodeHooks<F::Service>,
+    ) -> Result<Self>
+    where
+        F: ServiceFactory + Send + 'static,
+        F::Service: Send + 'static,
+    {
+        if config.threading == ThreadingMode::Cluster {
+            return Err(NodeError::Config(
+                "threading mode `cluster` drives several members: use InProcessCluster".into(),
+            ));
+        }
+        let member_id = config.member_id;
+        let idle = config.idle.clone();
+        let core = config.cores.as_ref().and_then(|c| c.get(0));
+        let dir = config.dir.clone();
+        let agent = NodeAgent::new(config, factory, hooks)?;
+        let shared = Arc::clone(&agent.shared);
+        let control = Arc::clone(&agent.inner.as_ref().expect("new").control);
+        let name = agent.name.clone();
+        let runner = AgentRunner::start(agent, idle, name, core)
+            .map_err(|source| NodeError::Agent { member_id, source })?;
+        Ok(Self {
+            shared,
+            control,
+            runner: Some(runner),
+            dir,
+        })
+    }
+
+    /// This member's id.
+    pub fn member_id(&self) -> u32 {
+        self.shared.member_id
+    }
+
+    /// The node directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The latest published status.
+    pub fn status(&self) -> NodeStatus {
+        self.shared.status()
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.status().role
+    }
+
+    /// The leader this member knows.
+    pub fn leader(&self) -> Option<u32> {
+        self.status().leader
+    }
+
+    /// The commit position.
+    pub fn commit_position(&self) -> u64 {
+        self.status().commit_position
+    }
+
+    /// `(applied position, hash)` from the state-hash hook.
+    pub fn state_hash(&self) -> Option<(u64, u64)> {
+        self.status().state_hash
+    }
+
+    /// The control file (counters, positions, error log, toggle).
+    pub fn control(&self) -> &ControlFile {
+        &self.control
+    }
+
+    /// Asks the node to act through its control toggle, as `cluster-tool` does, and waits.
+    ///
+    /// # Errors
+    /// [`NodeError::Control`] if the toggle is busy or no answer came within `timeout`.
+    pub fn request(&self, action: Action, timeout: Duration) -> Result<ActionResult> {
+        let err = |source| NodeError::Control {
+            dir: self.dir.clone(),
+            source,
+        };
+        let req = self.control.request(action).map_err(err)?;
+        self.control.wait_for(req, timeout).map_err(err)
+    }
+
+    /// Whether the agent is still running.
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Stops gracefully (a leader hands over leadership first), then joins the thread.
+    ///
+    /// # Errors
+    /// As [`ClusterNode::close`].
+    pub fn stop(self, timeout: Duration) -> Result<()> {
+        let _ = self.request(Action::Stop, timeout);
+        self.close()
+    }
+
+    /// Stops the agent where it is (no handover: to the cluster this is a crash) and joins
+    /// its thread; the directory lock and sockets are released.
+    ///
+    /// # Errors
+    /// [`NodeError::Agent`] if the agent had failed or panicked.
+    pub fn close(mut self) -> Result<()> {
+        let member_id = self.member_id();
+        match self.runner.take() {
+            Some(r) => r
+                .close()
+                .map_err(|source| NodeError::Agent { member_id, source }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Several members driven by one thread (`cluster` threading mode) over an in-process hub.
+#[derive(Debug)]
+pub struct InProcessCluster {
+    hub: InProcHub,
+    members: Vec<(Arc<Shared>, Arc<ControlFile>)>,
+    runner: Option<AgentRunner>,
+}
+
+impl InProcessCluster {
+    /// Builds every member from `configs` (one factory call per member) on a new hub and runs
+    /// them all on one thread with `idle`.
+    ///
+    /// # Errors
+    /// As [`NodeAgent::new`] for any member; [`NodeError::Agent`] if the thread cannot start.
+    pub fn launch<F, M>(
+        configs: Vec<NodeConfig>,
+        mut make_factory: M,
+        mut state_hash: impl FnMut() -> Option<StateHash<F::Service>>,
+        idle: IdleStrategy,
+    ) -> Result<Self>
+    where
+        F: ServiceFactory + Send + 'static,
+        F::Service: Send + 'static,
+        M: FnMut(u32) -> F,
+    {
+        let hub = InProcHub::new(4096, 1 << 20);
+        let mut agents: Vec<Box<dyn Agent + Send>> = Vec::new();
+        let mut members = Vec::new();
+        for cfg in configs {
+            let id = cfg.member_id;
+            let hooks = NodeHooks {
+                state_hash: state_hash(),
+                authenticator: None,
+                hub: Some(hub.clone()),
+            };
+            let agent = NodeAgent::new(cfg, make_factory(id), hooks)?;
+            members.push((
+                Arc::clone(&agent.shared),
+                Arc::clone(&agent.inner.as_ref().expect("new").control),
+            ));
+            agents.push(Box::new(agent));
+        }
+        let composite = CompositeAgent::new("tandem-cluster", agents);
+        let runner =
+            AgentRunner::start(composite, idle, "tandem-cluster", None).map_err(|source| {
+                NodeError::Agent {
+                    member_id: u32::MAX,
+                    source,
+                }
+            })?;
+        Ok(Self {
+            hub,
+            members,
+            runner: Some(runner),
+        })
+    }
+
+    /// The hub (for clients).
+    pub fn hub(&self) -> &InProcHub {
+        &self.hub
+    }
+
+    /// Status of member `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a member.
+    pub fn status(&self, id: u32) -> NodeStatus {
+        self.members[id as usize].0.status()
+    }
+
+    /// Control file of member `id`.
+    ///
+    /// # Panics
+    /// If `id` is not a member.
+    pub fn control(&self, id: u32) -> &ControlFile {
+        &self.members[id as usize].1
+    }
+
+    /// Crashes member `id` (its agent drops everything at its next cycle; the others go on).
+    ///
+    /// # Panics
+    /// If `id` is not a member.
+    pub fn kill(&self, id: u32) {
+        self.members[id as usize]
+            .0
+            .kill
+            .store(true, Ordering::Release);
+    }
+
+    /// Stops every member and joins the thread.
+    ///
+    /// # Errors
+    /// [`NodeError::Agent`] if an agent failed or panicked.
+    pub fn close(mut self) -> Result<()> {
+        match self.runner.take() {
+            Some(r) => r.close().map_err(|source| NodeError::Agent {
+                member_id: u32::MAX,
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The node directory: what `tandem_archive::Archive::open` opens, held as separate parts so
+//! the log can live inside the consensus core (as its `LogStore`) while the runtime writes the
+//! node state, recording log and snapshots.
+//!
+//! `Archive` owns its `Log` and offers no way to move it out, and the core gives its store
+//! back only by value (`Consensus::into_log`), so the runtime opens the same files the same
+//! way `Archive::open` does: directory lock, node state, recording log, log (recovered up to
+//! the node state's commit lower bound), snapshot store.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::consensus::{LogPosition, MemberId, NodeState, Snapshot, Term};
+use tandem_archive::{
+    ArchiveConfig, CONSENSUS_MODULE_SERVICE_ID, DirLock, EntryKind, LOG_DIR_NAME, Log, LogConfig,
+    NodeStateFile, RecordingLog, SnapshotStore,
+};
+
+use super::config::NodeConfig;
+use super::error::{NodeError, Result};
+
+/// The node directory's files other than the log.
+#[derive(Debug)]
+pub(crate) struct NodeFiles {
+    pub(crate) dir: PathBuf,
+    pub(crate) node_state: NodeStateFile,
+    pub(crate) recording: RecordingLog,
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) retained_snapshots: usize,
+    _lock: DirLock,
+}
+
+/// What opening a directory found.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) files: NodeFiles,
+    pub(crate) log: Log,
+    /// `None`: a new (or wiped, or never-promoted learner's) directory.
+    pub(crate) node_state: Option<NodeState>,
+    pub(crate) snapshot: Option<Arc<Snapshot>>,
+}
+
+fn archive_err(dir: &Path) -> impl FnOnce(tandem_archive::ArchiveError) -> NodeError + '_ {
+    move |source| NodeError::Archive {
+        dir: dir.to_path_buf(),
+        source,
+    }
+}
+
+impl NodeFiles {
+    /// Opens (creating) the node directory as `Archive::open` does and loads the newest valid
+    /// snapshot.
+    pub(crate) fn open(cfg: &NodeConfig) -> Result<Opened> {
+        let dir = cfg.dir.as_path();
+        let archive_cfg = ArchiveConfig {
+            log: LogConfig {
+                segment_len_bytes: cfg.segment_len_bytes,
+                durability: cfg.fsync,
+                max_frame_len_bytes: (1 << 20).min(cfg.segment_len_bytes as usize),
+                ..LogConfig::default()
+            },
+            retained_snapshot_sets: cfg.retained_snapshots,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| {
+            NodeError::Config(format!(
+                "cannot create node directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let lock = DirLock::acquire(dir).map_err(archive_err(dir))?;
+        let mut node_state = NodeStateFile::open_or_create(dir, cfg.cluster_id, cfg.member_id)
+            .map_err(archive_err(dir))?;
+        let recording = RecordingLog::open(dir).map_err(archive_err(dir))?;
+        // A state file never stored since creation belongs to a new directory or to a learner
+        // that was never promoted: it must not vote, unless this is the founding start.
+        let fresh = node_state.sequence() <= 1;
+        if fresh && cfg.bootstrap {
+            let s = *node_state.state();
+            node_state.store(&s).map_err(archive_err(dir))?;
+        }
+        let durable = node_state.state().commit_position_lower_bound;
+        let (mut log, report) =
+            Log::open(&dir.join(LOG_DIR_NAME), archive_cfg.log.clone(), durable)
+                .map_err(archive_err(dir))?;
+        if report.truncated_bytes > 0 || report.discarded_segments > 0 {
+            tracing::warn!(dir = %dir.display(), ?report, "log recovery truncated a torn tail");
+        }
+        let snapshots = SnapshotStore::open(dir).map_err(archive_err(dir))?;
+        let files = NodeFiles {
+            dir: dir.to_path_buf(),
+            node_state,
+            recording,
+            snapshots,
+            retained_snapshots: cfg.retained_snapshots,
+            _lock: lock,
+        };
+        let snapshot = files.load_latest_snapshot()?;
+        let state = files.node_state.state();
+        let node_state = if fresh && !cfg.bootstrap {
+            None
+        } else {
+            Some(NodeState {
+                term: Term(state.current_term),
+                voted_for: state.voted_for.map(MemberId),
+                commit_lower_bound: LogPosition(state.commit_position_lower_bound),
+            })
+        };
+        if snapshot.is_none() && log.start_position() > 0 {
+            // A snapshot install was interrupted before its file was stored: the log is of no
+            // use without it. Start empty (the leader will send the snapshot again).
+            tracing::warn!(dir = %dir.display(), "log starts above 0 without a snapshot: resetting it");
+            log.reset(0, 0).map_err(archive_err(dir))?;
+        }
+        Ok(Opened {
+            files,
+            log,
+            node_state,
+            snapshot,
+        })
+    }
+
+    fn load_latest_snapshot(&self) -> Result<Option<Arc<Snapshot>>> {
+        for set in self.recording.valid_snapshot_sets().iter().rev() {
+            let position = set.position;
+            let mut reader = match self.snapshots.reader(position, CONSENSUS_MODULE_SERVICE_ID) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(position, error = %e, "snapshot file unusable; trying an older one");
+                    continue;
+                }
+            };
+            let mut bytes = Vec::new();
+            if let Err(e) = reader.read_to_end(&mut bytes) {
+                tracing::warn!(position, error = %e, "snapshot file unreadable; trying an older one");
+                continue;
+            }
+            match Snapshot::from_bytes(bytes) {
+                Ok(s) if s.position.0 == position => return Ok(Some(Arc::new(s))),
+                Ok(s) => {
+                    return Err(NodeError::Snapshot {
+                        dir: self.dir.clone(),
+                        position,
+                        reason: format!("file holds a snapshot at {}", s.position),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(position, error = %e, "snapshot does not decode; trying an older one");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a snapshot (file written to a temporary name, fsynced, renamed) and records it.
+    pub(crate) fn store_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let (term, position) = (snapshot.term.0, snapshot.position.0);
+        let exists = self.recording.entries().iter().any(|e| {
+            e.valid
+                && e.kind == EntryKind::Snapshot
+                && e.position == position
+                && e.term == term
+                && e.service_id == CONSENSUS_MODULE_SERVICE_ID
+        });
+        if exists {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        let mut w = self
+            .snapshots
+            .writer(
+                term,
+                position,
+                CONSENSUS_MODULE_SERVICE_ID,
+                snapshot.timestamp,
+            )
+            .map_err(archive_err(&dir))?;
+        w.write_all(&snapshot.bytes)
+            .map_err(|e| NodeError::Snapshot {
+                dir: dir.clone(),
+                position,
+                reason: e.to_string(),
+            })?;
+        w.finish().map_err(archive_err(&dir))?;
+        self.recording
+            .append_snapshot(
+                term,
+                position,
+                snapshot.timestamp,
+                CONSENSUS_MODULE_SERVICE_ID,
+            )
+            .map_err(archive_err(&dir))?;
+        Ok(())
+    }
+
+    /// Writes and fsyncs the node state. The commit lower bound is clamped to `log_end` (what
+    /// the archive holds), so a restart never finds its log ending below it.
+    pub(crate) fn persist(&mut self, state: &NodeState, log_end: u64) -> Result<()> {
+        let current = *self.node_state.state();
+        let mut next = current;
+        next.current_term = state.term.0;
+        next.voted_for = state.voted_for.map(|m| m.0);
+        next.commit_position_lower_bound = state
+            .commit_lower_bound
+            .0
+            .min(log_end)
+            .max(current.commit_position_lower_bound);
+        if next == current && self.node_state.sequence() > 1 {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        self.node_state.store(&next).map_err(archive_err(&dir))
+    }
+
+    /// The newest valid term in the recording log (0 if none).
+    pub(crate) fn recorded_term(&self) -> u64 {
+        self.recording.latest_term().map_or(0, |e| e.term)
+    }
+
+    /// Records that `term` began at `base` (skipped, with a warning, if it would not be above
+    /// the newest valid entry).
+    pub(crate) fn record_term(&mut self, term: u64, base: u64, timestamp: i64) -> Result<()> {
+        if let Some(latest) = self.recording.latest_term()
+            && (term <= latest.term || base < latest.position)
+        {
+            tracing::warn!(term, base, latest = ?latest, "term entry out of order; not recorded");
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        self.recording
+            .append_term(term, base, timestamp)
+            .map(|_| ())
+            .map_err(archive_err(&dir))
+    }
+
+    /// Invalidates the `Term` entries of terms whose frames were discarded (base at or above
+    /// `position`).
+    pub(crate) fn invalidate_terms_from(&mut self, position: u64) -> Result<()> {
+        let doomed: Vec<u64> = self
+            .recording
+            .entries()
+            .iter()
+            .filter(|e| e.valid && e.kind == EntryKind::Term && e.position >= position)
+            .map(|e| e.index)
+            .collect();
+        let dir = self.dir.clone();
+        for index in doomed {
+            self.recording
+                .invalidate_entry(index)
+                .map_err(archive_err(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Positions of the valid snapshot sets.
+    pub(crate) fn snapshot_positions(&self) -> Vec<u64> {
+        self.recording
+            .valid_snapshot_sets()
+            .iter()
+            .map(|s| s.position)
+            .collect()
+    }
+
+    /// Deletes snapshot sets beyond retention that lie below `log_start`; returns how many.
+    pub(crate) fn prune_snapshots(&mut self, log_start: u64) -> Result<usize> {
+        let dir = self.dir.clone();
+        let plan = tandem_archive::retention_plan(
+            &self.snapshot_positions(),
+            log_start,
+            self.retained_snapshots,
+        )
+        .map_err(archive_err(&dir))?;
+        let doomed: Vec<u64> = plan
+            .snapshot_sets_to_delete
+            .into_iter()
+            .filter(|&p| p < log_start)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let indices: Vec<u64> = self
+            .recording
+            .entries()
+            .iter()
+            .filter(|e| e.valid && e.kind == EntryKind::Snapshot && doomed.contains(&e.position))
+            .map(|e| e.index)
+            .collect();
+        for index in indices {
+            self.recording
+                .invalidate_entry(index)
+                .map_err(archive_err(&dir))?;
+        }
+        let mut removed = 0;
+        for meta in self.snapshots.list().map_err(archive_err(&dir))? {
+            if doomed.contains(&meta.position)
+                && self
+                    .snapshots
+                    .delete(meta.position, meta.service_id)
+                    .map_err(archive_err(&dir))?
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The highest position purge may go to under the retention policy.
+    pub(crate) fn purge_limit(&self, up_to: u64, log_start: u64) -> u64 {
+        match tandem_archive::retention_plan(
+            &self.snapshot_positions(),
+            log_start,
+            self.retained_snapshots,
+        ) {
+            Ok(plan) => {
+                tandem_archive::purge_limit(up_to, plan.retain_from_position, std::iter::empty())
+            }
+            Err(_) => log_start,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The Tandem node runtime and cluster client (DESIGN §3–§7).
+//!
+//! * [`ArchiveLogStore`]: the consensus core's `LogStore` over the archive's mapped log.
+//! * [`NodeConfig`]: a member's configuration from CLI flags and an optional TOML file.
+//! * [`ClusterNode`]: launches one member (archive, recovery, control file, transport,
+//!   consensus core and service container) as a [`NodeAgent`] on an agent thread;
+//!   [`InProcessCluster`] drives several members on one thread (`cluster` threading mode).
+//! * [`ClusterClient`]: connects to any member, follows redirects, offers messages with
+//!   back-pressure, polls replies, re-attaches after failover.
+
+mod client;
+mod cluster_node;
+mod config;
+mod error;
+mod files;
+mod log_store;
+mod net;
+
+pub use client::{ClientConfig, ClusterClient};
+pub use cluster_node::{ClusterNode, InProcessCluster, NodeAgent, NodeHooks, NodeStatus};
+pub use config::{FileConfig, NodeArgs, NodeConfig};
+pub use error::{ClientError, NodeError, Result};
+pub use log_store::ArchiveLogStore;
+pub use net::NodeNetwork;
