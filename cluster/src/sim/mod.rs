@@ -10,7 +10,7 @@
 //!
 //! Files: [`rng`] the PRNG; [`trace`] the trace hash; [`network`] the network; [`disk`] a
 //! member's disk; [`kv`] the replicated service; [`app`] the recording wrapper around the
-//! service container; [`client`] the clients; [`faults`] the fault profile; [`world`] the
+//! service container; [`client`] the clients; [`faults`] the fault profile; [`stale`] the stale-suffix fault; [`world`] the
 //! world and its step loop; [`invariants`] the checkers, one per file.
 
 pub mod app;
@@ -21,6 +21,7 @@ pub mod invariants;
 pub mod kv;
 pub mod network;
 pub mod rng;
+pub mod stale;
 pub mod trace;
 pub mod world;
 

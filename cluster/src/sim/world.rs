@@ -26,10 +26,13 @@ use crate::sim::invariants::single_leader::SingleLeader;
 use crate::sim::invariants::{Check, Violation, exactly_once, linearizability, liveness};
 use crate::sim::network::{Endpoint, Network, NetworkProfile};
 use crate::sim::rng::SimRng;
+use crate::sim::stale::StaleSuffix;
 use crate::sim::trace::{TraceHash, fnv_u64};
 
 /// Virtual time per step.
 pub const STEP_NS: i64 = 1_000_000;
+/// The replication window (and largest append) of members where the stale-suffix fault runs.
+const STALE_WINDOW_BYTES: u64 = 1024;
 /// Client addresses start here.
 pub const CLIENT_BASE: u64 = 1000;
 
@@ -62,6 +65,8 @@ pub struct SeedStats {
     pub failovers: u64,
     /// Torn writes modelled.
     pub torn_writes: u64,
+    /// Stale-suffix splits made, and those after which a new leader was elected.
+    pub stale_splits: (u64, u64),
 }
 
 /// One member.
@@ -104,6 +109,8 @@ pub struct World {
     /// commit position when it did: no other data loss until it has caught up.
     window: Option<(usize, u64, bool)>,
     partition_until: Option<i64>,
+    /// The stale-suffix fault, on seeds that have it.
+    stale: Option<StaleSuffix>,
     single_leader: SingleLeader,
     log_matching: LogMatching,
     committed: CommittedLog,
@@ -155,6 +162,7 @@ impl World {
             history: Vec::new(),
             window: None,
             partition_until: None,
+            stale: StaleSuffix::draw(seed),
             single_leader: SingleLeader::default(),
             log_matching: LogMatching::new(n),
             committed: CommittedLog::new(n),
@@ -187,6 +195,15 @@ impl World {
         c.snapshot_chunk_bytes = 256;
         c.max_frames_per_append = 16;
         c.max_append_bytes = 4096;
+        if self.stale.is_some() {
+            // One frame per append where the stale-suffix fault runs, so that a resend from
+            // below a stale suffix carries only frames the follower already holds (see
+            // `sim::stale`); and a small window, so that one rejection (reordered appends are
+            // rejected as gaps) sets off a few resends, not one per frame of the log.
+            c.max_frames_per_append = 1;
+            c.max_append_bytes = STALE_WINDOW_BYTES as usize;
+            c.max_inflight_bytes = STALE_WINDOW_BYTES;
+        }
         c.seed = fnv_u64(fnv_u64(self.seed, i as u64), self.members[i].incarnation);
         c.bugs = self.opts.bugs;
         c
@@ -559,6 +576,18 @@ impl World {
     fn inject_faults(&mut self) -> Check {
         let f = self.faults;
         let n = self.n();
+        // The stale-suffix fault; while it holds the network no other partition starts.
+        if let Some(s) = &mut self.stale {
+            s.step(
+                self.now_ns,
+                &self.members,
+                &mut self.net,
+                self.partition_until.is_none(),
+            );
+            if s.holds_network() {
+                return self.other_faults();
+            }
+        }
         // Partitions.
         match self.partition_until {
             Some(t) if self.now_ns >= t => {
@@ -607,6 +636,13 @@ impl World {
             }
             _ => {}
         }
+        self.other_faults()
+    }
+
+    /// Every fault but partitions.
+    fn other_faults(&mut self) -> Check {
+        let f = self.faults;
+        let n = self.n();
         let i = self.rng.below(n as u64) as usize;
         let up = self.members[i].core.is_some();
         if up && self.rng.chance(f.process_crash) {
@@ -725,6 +761,9 @@ impl World {
         self.stats.terms_led = self.single_leader.terms_led() as u64;
         self.stats.failovers = self.clients.iter().map(|c| c.failovers).sum();
         self.stats.torn_writes = self.members.iter().map(|m| m.disk.torn_writes).sum();
+        if let Some(s) = &self.stale {
+            self.stats.stale_splits = (s.splits, s.elected);
+        }
         let pending: Vec<u32> = self
             .clients
             .iter()

@@ -1,6 +1,7 @@
 //! Invariant 4: committed entries never change. Every (end position -> frame hash, chain hash)
-//! any member ever reported as committed is kept; a member's committed frames must match it,
-//! its commit position never goes back within one incarnation, and never passes its log's end.
+//! any member ever reported as committed is kept; a member's committed frames must match it (a
+//! frame ending where none ended before must not overlap a committed one), its commit position
+//! never goes back within one incarnation, and never passes its log's end.
 
 use std::collections::BTreeMap;
 
@@ -92,6 +93,20 @@ impl CommittedLog {
                 ));
             }
             return Ok(());
+        }
+        // Committed frames tile one history: a new one may not overlap one committed before
+        // (which would then end elsewhere inside or after it).
+        if let Some((_, old)) = self.frames.range(f.start + 1..).next()
+            && old.start < f.end
+        {
+            return Err(Violation::new(
+                PROPERTY,
+                format!(
+                    "member {i}: committed frame {}..{} (term {}) overlaps the frame {}..{} \
+                     (term {}) committed before",
+                    f.start, f.end, f.term, old.start, old.end, old.term
+                ),
+            ));
         }
         cluster_time::check_insert(&self.frames, &f)?;
         self.frames.insert(f.end, f);
