@@ -167,12 +167,16 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Outcome> {
         }
         Command::Stop { timeout } => live::action(&dir, "stop", Action::Stop, seconds(*timeout)?),
         Command::Errors => live::errors(&dir),
-        Command::Stat { watch: None } => Ok(live::stat_outcome(&dir.control()?)),
+        Command::Stat { watch: None } => {
+            let control = dir.control()?;
+            Ok(live::stat_outcome(&control, dir.is_running()?))
+        }
         Command::Stat { watch: Some(s) } => {
             let period = seconds(*s)?;
             let control = dir.control()?;
             loop {
-                let o = live::stat_outcome(&control);
+                // A failed lock probe (a node starting) is shown as not running this time.
+                let o = live::stat_outcome(&control, dir.is_running().unwrap_or(false));
                 let written = if cli.json {
                     writeln!(out, "{}", o.json)
                 } else {

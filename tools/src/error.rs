@@ -181,6 +181,15 @@ impl From<ControlError> for ToolError {
                 request,
                 waited,
             },
+            ControlError::BadMembers {
+                path,
+                offset,
+                reason,
+            } => ToolError::Corrupted {
+                file: path,
+                position: offset,
+                reason: format!("members list: {reason}"),
+            },
             other => ToolError::Control(other),
         }
     }

@@ -13,6 +13,7 @@ use tandem_cluster::consensus::ElectionState;
 use tandem_cluster::consensus::snapshot::Snapshot;
 use tandem_cluster::consensus::state::{Limits, ModuleState};
 use tandem_cluster::control::ControlFile;
+use tandem_cluster::transport::MemberEndpoints;
 
 use crate::error::{Result, ToolError};
 use crate::log_scan::{LogFiles, ScannedFrame};
@@ -99,6 +100,7 @@ pub fn entry_type_name(code: u16) -> String {
         Ok(EntryType::TimerEvent) => "timer-event".into(),
         Ok(EntryType::SnapshotMarker) => "snapshot-marker".into(),
         Ok(EntryType::ServiceMessage) => "service-message".into(),
+        Ok(EntryType::OperatorAction) => "operator-action".into(),
         Err(_) => format!("unknown({code})"),
     }
 }
@@ -208,6 +210,20 @@ fn control_json(c: &ControlFile) -> Value {
     })
 }
 
+/// Each member's client and peer endpoints, keyed by member id.
+fn members_json(members: &MemberEndpoints) -> Value {
+    members
+        .iter()
+        .map(|m| {
+            (
+                m.id.to_string(),
+                json!({ "endpoint": m.client.to_string(), "peer_endpoint": m.peer.to_string() }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// Runs a section of `describe`, keeping its error (and the first error overall).
 fn section(first: &mut Option<ToolError>, f: impl FnOnce() -> Result<Value>) -> Value {
     match f() {
@@ -229,11 +245,26 @@ pub fn describe(dir: &NodeDir) -> Result<Outcome> {
     let mut first: Option<ToolError> = None;
     let liveness = dir.liveness();
     let running_pid = liveness.as_ref().ok().and_then(|l| l.running_pid());
+    // A damaged members area is reported in `control.members` and fails describe, but the
+    // rest of the control file is still shown.
+    let mut members_error = None;
     let control = section(&mut first, || {
-        Ok(dir
-            .control_if_present()?
-            .map_or(Value::Null, |c| control_json(&c)))
+        Ok(dir.control_if_present()?.map_or(Value::Null, |c| {
+            let mut v = control_json(&c);
+            v["members"] = match c.member_endpoints() {
+                Ok(members) => members_json(&members),
+                Err(e) => {
+                    let v = json!({ "error": e.to_string() });
+                    members_error = Some(e);
+                    v
+                }
+            };
+            v
+        }))
     });
+    if let Some(e) = members_error {
+        first.get_or_insert(e.into());
+    }
     let node_state = section(&mut first, || {
         if !dir
             .path()

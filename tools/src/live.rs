@@ -3,7 +3,7 @@
 //! `resume`, `shutdown`, `abort`, `stop`, `purge-segments` on a running node).
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tandem_cluster::control::{Action, ControlError, ControlFile, MemberRole, ResultCode};
@@ -24,10 +24,7 @@ pub fn pid(dir: &NodeDir) -> Result<Outcome> {
         .ok_or_else(|| ToolError::NotRunning {
             dir: dir.path().to_path_buf(),
             command: "pid",
-            detail: match liveness.control_pid {
-                Some(p) => format!("process {p} named in the control file is gone"),
-                None => "no control file and nobody holds the directory lock".into(),
-            },
+            detail: liveness.not_running_detail(),
         })?;
     Ok(Outcome::ok(format!("{pid}\n"), json!({ "pid": pid })))
 }
@@ -68,16 +65,22 @@ pub fn is_leader(dir: &NodeDir) -> Result<Outcome> {
     })
 }
 
-/// `list-members`: every member with what this one last knew of it.
+/// `list-members`: every member, its client and peer endpoints, and what this one last knew
+/// of it.
 ///
 /// # Errors
-/// No control file.
+/// No control file; a control file whose members area is damaged (naming the file and byte).
 pub fn list_members(dir: &NodeDir) -> Result<Outcome> {
     let c = dir.control()?;
+    let running = dir.is_running()?;
+    let endpoints = c.member_endpoints()?;
     let me = c.member_id();
     let mut rows = Vec::new();
     let mut members = Vec::new();
     for id in 0..c.member_count() {
+        let endpoint = endpoints.get(id);
+        let client = endpoint.map(|e| e.client.to_string());
+        let peer = endpoint.map(|e| e.peer.to_string());
         let p = c.member_progress(id).unwrap_or_default();
         let (append, commit) = if id == me {
             (c.append_position(), c.commit_position())
@@ -94,7 +97,8 @@ pub fn list_members(dir: &NodeDir) -> Result<Outcome> {
                 } else {
                     ""
                 },
-            "-".to_string(),
+            client.clone().unwrap_or_else(|| "-".to_string()),
+            peer.clone().unwrap_or_else(|| "-".to_string()),
             append.to_string(),
             commit.to_string(),
             opt(last_heard),
@@ -103,7 +107,8 @@ pub fn list_members(dir: &NodeDir) -> Result<Outcome> {
             "member_id": id,
             "self": id == me,
             "leader": leader,
-            "endpoint": Value::Null,
+            "endpoint": client,
+            "peer_endpoint": peer,
             "append_position": append,
             "commit_position": commit,
             "last_heard_ns": last_heard,
@@ -116,7 +121,7 @@ pub fn list_members(dir: &NodeDir) -> Result<Outcome> {
         c.member_count(),
         opt(c.leader_id()),
         c.term(),
-        if c.is_owner_alive() {
+        if running {
             ""
         } else {
             " (node not running: last published values)"
@@ -127,6 +132,7 @@ pub fn list_members(dir: &NodeDir) -> Result<Outcome> {
             "member",
             "role",
             "endpoint",
+            "peer_endpoint",
             "append",
             "commit",
             "last_heard_ns",
@@ -139,14 +145,14 @@ pub fn list_members(dir: &NodeDir) -> Result<Outcome> {
         "member_count": c.member_count(),
         "leader_id": c.leader_id(),
         "term": c.term(),
-        "running": c.is_owner_alive(),
+        "running": running,
         "members": members,
     });
     Ok(Outcome::ok(text, json))
 }
 
-/// The `stat` document of a control file.
-pub fn stat_outcome(c: &ControlFile) -> Outcome {
+/// The `stat` document of a control file; `running`: whether its node runs.
+pub fn stat_outcome(c: &ControlFile, running: bool) -> Outcome {
     let counters: serde_json::Map<String, Value> = c
         .counters()
         .into_iter()
@@ -161,11 +167,7 @@ pub fn stat_outcome(c: &ControlFile) -> Outcome {
         c.term(),
         opt(c.leader_id()),
         election_state_name(c.election_state()),
-        if c.is_owner_alive() {
-            ""
-        } else {
-            " - node not running"
-        }
+        if running { "" } else { " - node not running" }
     );
     let _ = writeln!(
         text,
@@ -186,7 +188,7 @@ pub fn stat_outcome(c: &ControlFile) -> Outcome {
         text,
         json!({
             "member_id": c.member_id(),
-            "running": c.is_owner_alive(),
+            "running": running,
             "role": role,
             "term": c.term(),
             "leader_id": c.leader_id(),
@@ -240,14 +242,19 @@ pub fn errors(dir: &NodeDir) -> Result<Outcome> {
     Ok(Outcome::ok(text, json))
 }
 
+/// How long one look at the result slot lasts before the tool checks again whether the node
+/// still runs.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
 /// Sends `action` through the toggle and waits for the node's result.
 ///
-/// For `stop`, `shutdown` and `abort` the node's process going away while the tool waits
-/// counts as done (the result is `None`).
+/// For `stop`, `shutdown` and `abort` the node going away while the tool waits (its process
+/// gone, or its directory lock released) counts as done (the result is `None`).
 ///
 /// # Errors
-/// [`ToolError::NotRunning`], [`ToolError::Timeout`] (the request is withdrawn if the node
-/// has not taken it), [`ToolError::Refused`], a busy toggle.
+/// [`ToolError::NotRunning`] (also when the node stops without answering any other action),
+/// [`ToolError::Timeout`] (the request is withdrawn if the node has not taken it),
+/// [`ToolError::Refused`], a busy toggle.
 pub fn act(
     dir: &NodeDir,
     command: &'static str,
@@ -256,31 +263,58 @@ pub fn act(
 ) -> Result<(u64, Option<tandem_cluster::control::ActionResult>)> {
     let c = dir.require_running(command)?;
     let id = c.request(action)?;
-    match c.wait_for(id, timeout) {
-        Ok(r) => match r.code {
-            ResultCode::Ok => Ok((id.seq(), Some(r))),
-            code => Err(ToolError::Refused {
-                path: c.path().to_path_buf(),
-                action: action.name(),
-                request: id.seq(),
-                outcome: match code {
-                    ResultCode::Rejected => "rejected",
-                    ResultCode::Failed => "failed (see the node's error log)",
-                    _ => "not supported",
-                },
-            }),
-        },
-        Err(ControlError::OwnerDead { .. })
-            if matches!(action, Action::Stop | Action::Shutdown | Action::Abort) =>
-        {
-            Ok((id.seq(), None))
+    let stops = matches!(action, Action::Stop | Action::Shutdown | Action::Abort);
+    let start = Instant::now();
+    let waited = loop {
+        let waited = start.elapsed();
+        if waited >= timeout {
+            break waited;
         }
-        Err(e) => {
-            // Do not leave a request behind that the node would take later.
-            c.cancel(id);
-            Err(e.into())
+        match c.wait_for(id, WAIT_SLICE.min(timeout - waited)) {
+            Ok(r) => {
+                return match r.code {
+                    ResultCode::Ok => Ok((id.seq(), Some(r))),
+                    code => Err(ToolError::Refused {
+                        path: c.path().to_path_buf(),
+                        action: action.name(),
+                        request: id.seq(),
+                        outcome: match code {
+                            ResultCode::Rejected => "rejected",
+                            ResultCode::Failed => "failed (see the node's error log)",
+                            _ => "not supported",
+                        },
+                    }),
+                };
+            }
+            Err(ControlError::OwnerDead { .. }) if stops => return Ok((id.seq(), None)),
+            Err(ControlError::Timeout { .. }) => {
+                // The process lives on but its node may have closed (lock released).
+                if matches!(dir.is_running(), Ok(false)) {
+                    if stops {
+                        return Ok((id.seq(), None));
+                    }
+                    c.cancel(id);
+                    return Err(ToolError::NotRunning {
+                        dir: dir.path().to_path_buf(),
+                        command,
+                        detail: format!("the node stopped before completing request {}", id.seq()),
+                    });
+                }
+            }
+            Err(e) => {
+                // Do not leave a request behind that the node would take later.
+                c.cancel(id);
+                return Err(e.into());
+            }
         }
-    }
+    };
+    c.cancel(id);
+    Err(ToolError::Timeout {
+        path: c.path().to_path_buf(),
+        action: action.name(),
+        request: id.seq(),
+        waited,
+    })
 }
 
 /// `snapshot`, `suspend`, `resume`, `shutdown`, `abort`, `stop`.
@@ -320,23 +354,57 @@ pub fn action(
     Ok(Outcome::ok(text, json))
 }
 
-/// `purge-segments` on a running node, through the toggle.
+/// The log segments and snapshot files in a node directory: path, length, and whether it is
+/// a segment. Files that vanish while listed are left out.
+fn purgeable_files(dir: &NodeDir) -> Result<Vec<(std::path::PathBuf, u64, bool)>> {
+    let mut files = Vec::new();
+    if let Some(log) = crate::log_scan::LogFiles::open(dir.path())? {
+        for path in log.segments().values() {
+            if let Ok(m) = std::fs::metadata(path) {
+                files.push((path.clone(), m.len(), true));
+            }
+        }
+    }
+    for f in crate::snapshot_scan::list(dir.path())? {
+        files.push((f.path, f.file_len_bytes, false));
+    }
+    Ok(files)
+}
+
+/// `purge-segments` on a running node, through the toggle. The node reports the new log
+/// start; what it removed is what the tool listed before and finds gone after.
 ///
 /// # Errors
 /// As [`act`].
 pub fn purge_running(dir: &NodeDir, up_to: u64, timeout: Duration) -> Result<Outcome> {
+    let before = purgeable_files(dir)?;
     let (request, result) = act(dir, "purge-segments", Action::Purge(up_to), timeout)?;
     let r = result.expect("purge never counts a vanished process as done");
+    let after: std::collections::HashSet<_> = purgeable_files(dir)?
+        .into_iter()
+        .map(|(path, _, _)| path)
+        .collect();
+    let (mut segments, mut snapshots, mut bytes) = (0u64, 0u64, 0u64);
+    for (path, len, segment) in &before {
+        if !after.contains(path) {
+            if *segment {
+                segments += 1;
+            } else {
+                snapshots += 1;
+            }
+            bytes += len;
+        }
+    }
     let text = format!(
-        "purge-segments (running node, request {request}): log now starts at {}, {} bytes removed\n",
-        r.value, r.extra
+        "purge-segments (running node, request {request}): {segments} segments and {snapshots} snapshot files removed, {bytes} bytes; log now starts at {}\n",
+        r.value
     );
     let json = json!({
         "mode": "running",
         "request": request,
-        "segments_removed": Value::Null,
-        "snapshots_removed": Value::Null,
-        "bytes_removed": r.extra,
+        "segments_removed": segments,
+        "snapshots_removed": snapshots,
+        "bytes_removed": bytes,
         "start_position": r.value,
         "limit_position": Value::Null,
     });

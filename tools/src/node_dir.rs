@@ -25,9 +25,16 @@ pub struct NodeDir {
     path: PathBuf,
 }
 
-/// Whether a node process runs in the directory, and how that was decided.
+/// Whether a node runs in the directory, and how that was decided.
+///
+/// A node holds the directory's writer lock for as long as it runs, so where the directory
+/// has a lock file the lock decides: a process that closed its node (a node embedded in a
+/// larger program, or one of several nodes in a test process) still exists, but the node
+/// does not run. Only a directory without a lock file falls back to the control file's pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
+    /// Whether the directory has a lock file.
+    pub lock_file_present: bool,
     /// The pid recorded by the live holder of the directory's writer lock.
     pub lock_holder_pid: Option<u32>,
     /// The pid in the control file, if there is a valid one.
@@ -37,11 +44,31 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// The running node's pid: the lock holder's, else the control file's live owner's.
+    /// The running node's pid: the lock holder's where there is a lock file, else the control
+    /// file's live owner's.
     pub fn running_pid(&self) -> Option<u64> {
-        self.lock_holder_pid
-            .map(u64::from)
-            .or(self.control_pid.filter(|_| self.control_owner_alive))
+        if self.lock_file_present {
+            self.lock_holder_pid.map(u64::from)
+        } else {
+            self.control_pid.filter(|_| self.control_owner_alive)
+        }
+    }
+
+    /// Why no node runs (for error messages); meaningful when [`Liveness::running_pid`] is
+    /// `None`.
+    pub fn not_running_detail(&self) -> String {
+        match self.control_pid {
+            Some(p) if !self.control_owner_alive => {
+                format!("process {p} named in {CONTROL_FILE_NAME} is gone")
+            }
+            Some(p) => format!(
+                "nobody holds the directory lock: process {p} named in {CONTROL_FILE_NAME} has closed its node"
+            ),
+            None if self.lock_file_present => {
+                format!("no {CONTROL_FILE_NAME} and nobody holds the directory lock")
+            }
+            None => format!("no {CONTROL_FILE_NAME} and no lock file"),
+        }
     }
 }
 
@@ -111,12 +138,14 @@ impl NodeDir {
     /// # Errors
     /// Lock-file probe errors and control-file errors.
     pub fn liveness(&self) -> Result<Liveness> {
+        let lock_file_present = self.path.join(LOCK_FILE_NAME).exists();
         let lock_holder_pid = DirLock::holder_pid(&self.path)?;
         let (control_pid, control_owner_alive) = match self.control_if_present()? {
             Some(c) => (Some(c.pid()), c.is_owner_alive()),
             None => (None, false),
         };
         Ok(Liveness {
+            lock_file_present,
             lock_holder_pid,
             control_pid,
             control_owner_alive,
@@ -138,11 +167,19 @@ impl NodeDir {
         }
     }
 
+    /// Whether a node runs here (see [`Liveness`]).
+    ///
+    /// # Errors
+    /// The errors of [`NodeDir::liveness`].
+    pub fn is_running(&self) -> Result<bool> {
+        Ok(self.liveness()?.running_pid().is_some())
+    }
+
     /// Opens the control file of a running node.
     ///
     /// # Errors
-    /// [`ToolError::NotRunning`] when there is no control file or its process is gone;
-    /// control-file errors.
+    /// [`ToolError::NotRunning`] when there is no control file, its process is gone, or
+    /// nobody holds the directory lock; control-file errors.
     pub fn require_running(&self, command: &'static str) -> Result<ControlFile> {
         let not_running = |detail: String| ToolError::NotRunning {
             dir: self.path.clone(),
@@ -152,14 +189,17 @@ impl NodeDir {
         if !self.has_control_file() {
             return Err(not_running(format!("no {CONTROL_FILE_NAME}")));
         }
-        let control = self.control()?;
-        if !control.is_owner_alive() {
-            return Err(not_running(format!(
-                "process {} named in {} is gone",
-                control.pid(),
-                control.path().display()
-            )));
+        let liveness = self.liveness()?;
+        if liveness.running_pid().is_none() {
+            let detail = match liveness.control_pid {
+                Some(p) if !liveness.control_owner_alive => format!(
+                    "process {p} named in {} is gone",
+                    self.path.join(CONTROL_FILE_NAME).display()
+                ),
+                _ => liveness.not_running_detail(),
+            };
+            return Err(not_running(detail));
         }
-        Ok(control)
+        self.control()
     }
 }

@@ -1,6 +1,6 @@
 //! `cluster-tool` against a control file driven by a test thread playing the node: the
 //! toggle protocol, reads of the live fields, and the refusals that depend on a node
-//! running. (The same commands against a live 3-member cluster come with the node runtime.)
+//! running. (The same commands against a live 3-member cluster: `live.rs`.)
 
 mod common;
 
@@ -93,7 +93,10 @@ fn purge_segments_on_a_running_node_uses_the_toggle() {
     let json = run.json();
     assert_eq!(json["mode"], "running");
     assert_eq!(json["start_position"], 131_072);
-    assert_eq!(json["bytes_removed"], 4096);
+    // The fake node removed nothing, and the tool counts what it finds gone.
+    assert_eq!(json["segments_removed"], 0);
+    assert_eq!(json["snapshots_removed"], 0);
+    assert_eq!(json["bytes_removed"], 0);
     assert_eq!(node.seen(), vec![Action::Purge(200_000)]);
     // Nothing was deleted by the tool itself.
     assert!(fx.segment_path(0).exists());
@@ -199,9 +202,31 @@ fn is_leader_pid_list_members_stat_and_errors_read_the_control_file() {
     assert_eq!(members[1]["leader"], true);
     assert_eq!(members[1]["append_position"], 4096);
     assert_eq!(members[2]["commit_position"], 2048);
+    // Endpoints from the members list the node wrote: client, and peer = client port + 1.
+    for (m, client, peer) in [
+        (&members[0], "127.0.0.1:9010", "127.0.0.1:9011"),
+        (&members[1], "127.0.0.1:9020", "127.0.0.1:9021"),
+        (&members[2], "[::1]:9030", "[::1]:9031"),
+    ] {
+        assert_eq!(m["endpoint"], client, "{m}");
+        assert_eq!(m["peer_endpoint"], peer, "{m}");
+    }
     let text = tool(fx.path(), &["list-members"]);
     assert_eq!(text.code, 0);
     assert!(text.stdout.contains("self,leader"), "{}", text.stdout);
+    assert!(text.stdout.contains("peer_endpoint"), "{}", text.stdout);
+    for (id, client, peer) in [
+        (0, "127.0.0.1:9010", "127.0.0.1:9011"),
+        (1, "127.0.0.1:9020", "127.0.0.1:9021"),
+        (2, "[::1]:9030", "[::1]:9031"),
+    ] {
+        let line = text
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
+            .unwrap_or_else(|| panic!("no row for member {id}: {}", text.stdout));
+        assert!(line.contains(client) && line.contains(peer), "{line}");
+    }
 
     let json = tool(fx.path(), &["stat", "--json"]).json();
     assert_eq!(json["term"], 3);
@@ -227,6 +252,46 @@ fn is_leader_pid_list_members_stat_and_errors_read_the_control_file() {
     assert_eq!(json["control"]["role"], "leader");
     assert_eq!(json["control"]["error_count"], 2);
     assert_eq!(json["node_state"]["member_id"], MEMBER_ID);
+    assert_eq!(
+        json["control"]["members"]["2"]["endpoint"], "[::1]:9030",
+        "{json}"
+    );
+    assert_eq!(
+        json["control"]["members"]["0"]["peer_endpoint"],
+        "127.0.0.1:9011"
+    );
+    let text = tool(fx.path(), &["describe"]);
+    assert!(
+        text.stdout.contains("peer_endpoint: 127.0.0.1:9021"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn a_damaged_members_area_fails_list_members_naming_the_file_and_byte() {
+    use std::os::unix::fs::FileExt;
+
+    let fx = fixture(5, &[]);
+    let node = FakeNode::silent(fx.path(), 1);
+    node.control.set_term(4);
+    // The members list's text starts at byte 18312 of the control file (format version 2).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fx.path().join("control.dat"))
+        .unwrap();
+    file.write_all_at(b"0=nowhere", 18_312).unwrap();
+
+    let run = tool(fx.path(), &["list-members"]);
+    assert_fails(&run, &["control.dat", "18312", "members list"]);
+    // describe shows the rest of the control file, reports the damage and fails.
+    let run = tool(fx.path(), &["describe", "--json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["control"]["term"], 4);
+    let error = json["control"]["members"]["error"].as_str().unwrap();
+    assert!(error.contains("18312"), "{error}");
+    assert!(run.stderr.contains("control.dat"), "{run:?}");
 }
 
 #[test]

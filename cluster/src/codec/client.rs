@@ -68,7 +68,8 @@ pub enum EventCode {
     SequenceGap = 4,
     /// No such session.
     UnknownSession = 5,
-    /// The leader is busy (too many sessions or pending messages); retry later.
+    /// The leader is busy (too many sessions or pending messages, or an operator suspended
+    /// the cluster: nothing new is appended until resumed); retry later.
     Busy = 6,
 }
 

@@ -9,11 +9,12 @@
 //! | `TimerEvent`        | 0              | timer generation  | correlation id u64                               |
 //! | `SnapshotMarker`    | 0              | 0                 | empty                                            |
 //! | `ServiceMessage`    | 0              | service message id| the message, raw                                 |
+//! | `OperatorAction`    | 0              | 0                 | action u8 (`OperatorAction` code), origin member u32, request id u64 |
 //!
 //! Little-endian; the version is the frame's version byte.
 
 use crate::codec::buf::{Reader, Writer};
-use crate::consensus::types::{ClientAddr, LogPosition, MemberId};
+use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction};
 use crate::error::CodecError;
 use tandem_service_api::CloseReason;
 
@@ -116,6 +117,49 @@ pub fn decode_timer_event(bytes: &[u8]) -> Result<u64, CodecError> {
     Ok(id)
 }
 
+/// Payload of an `OperatorAction` entry: what to do, and who asked (the member the request
+/// arrived on, with its request id) so that member can report completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorActionPayload {
+    /// The action.
+    pub action: OperatorAction,
+    /// The member the operator's request arrived on.
+    pub origin: MemberId,
+    /// The request id given with `Input::Operator` on the origin.
+    pub id: u64,
+}
+
+impl OperatorActionPayload {
+    /// Bytes of the encoded payload.
+    pub const LEN: usize = 1 + 4 + 8;
+
+    /// Appends the payload to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u8(self.action.code());
+        out.put_u32(self.origin.0);
+        out.put_u64(self.id);
+    }
+    /// Decodes a payload.
+    ///
+    /// # Errors
+    /// A [`CodecError`] on malformed input or an unknown action.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(bytes, "operator action");
+        let code = r.u8()?;
+        let action = OperatorAction::from_code(code).ok_or(CodecError::Invalid {
+            what: "operator action",
+            value: u64::from(code),
+        })?;
+        let v = Self {
+            action,
+            origin: MemberId(r.u32()?),
+            id: r.u64()?,
+        };
+        r.finish()?;
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +199,34 @@ mod tests {
         encode_timer_event(&mut b, 77);
         assert_eq!(decode_timer_event(&b), Ok(77));
         assert!(decode_timer_event(&b[..7]).is_err());
+
+        for action in [
+            OperatorAction::Snapshot,
+            OperatorAction::Suspend,
+            OperatorAction::Resume,
+            OperatorAction::Shutdown,
+            OperatorAction::Abort,
+        ] {
+            let mut b = Vec::new();
+            let p = OperatorActionPayload {
+                action,
+                origin: MemberId(2),
+                id: 0xDEAD_BEEF,
+            };
+            p.encode(&mut b);
+            assert_eq!(b.len(), OperatorActionPayload::LEN);
+            assert_eq!(OperatorActionPayload::decode(&b), Ok(p));
+            for cut in 0..b.len() {
+                assert!(OperatorActionPayload::decode(&b[..cut]).is_err());
+            }
+            let mut extra = b.clone();
+            extra.push(0);
+            assert!(OperatorActionPayload::decode(&extra).is_err());
+        }
+        for bad in [0u8, 6, 255] {
+            let mut b = vec![bad];
+            b.extend_from_slice(&[0; 12]);
+            assert!(OperatorActionPayload::decode(&b).is_err(), "code {bad}");
+        }
     }
 }

@@ -55,6 +55,9 @@ pub enum EntryType {
     SnapshotMarker = 6,
     /// A message the service offered into the log: sequence = service message id.
     ServiceMessage = 7,
+    /// A cluster-wide operator action (snapshot, suspend, resume, shutdown, abort), carried
+    /// out by every member when applied.
+    OperatorAction = 8,
 }
 
 impl EntryType {
@@ -72,6 +75,7 @@ impl EntryType {
             5 => Self::TimerEvent,
             6 => Self::SnapshotMarker,
             7 => Self::ServiceMessage,
+            8 => Self::OperatorAction,
             tag => return Err(CodecError::UnknownType { what: "entry", tag }),
         })
     }

@@ -13,7 +13,7 @@
 //! after its fixed fields; `InstallSnapshot` carries a chunk of a snapshot.
 
 use crate::codec::buf::{Reader, Writer};
-use crate::consensus::types::{LogPosition, MemberId, Term};
+use crate::consensus::types::{LogPosition, MemberId, OperatorAction, Term};
 use crate::error::CodecError;
 
 /// Version of the member-to-member protocol written by this build.
@@ -137,6 +137,30 @@ pub enum PeerMessage<'a> {
         /// Whether it is itself a learner (then its answer does not count).
         learner: bool,
     },
+    /// A member forwards an operator's cluster-wide action to the leader it knows, which
+    /// appends it to the log (once per `(from, id)` in its term). Repeated by the member until
+    /// it applies the entry.
+    OperatorRequest {
+        /// The sender's term.
+        term: Term,
+        /// The member the request arrived on (it reports completion).
+        from: MemberId,
+        /// The action.
+        action: OperatorAction,
+        /// The request id on `from`.
+        id: u64,
+    },
+    /// A member applied a shutdown or abort entry ending at `position` and is terminating:
+    /// the leader waits for these (or a timeout) before it terminates itself, so that every
+    /// member learns the entry is committed.
+    TerminationAck {
+        /// The sender's term.
+        term: Term,
+        /// The sender.
+        from: MemberId,
+        /// End of the applied shutdown or abort entry.
+        position: LogPosition,
+    },
 }
 
 impl PeerMessage<'_> {
@@ -151,7 +175,9 @@ impl PeerMessage<'_> {
             | Self::SnapshotResponse { term, .. }
             | Self::TimeoutNow { term, .. }
             | Self::CommitQuery { term, .. }
-            | Self::CommitReply { term, .. } => term,
+            | Self::CommitReply { term, .. }
+            | Self::OperatorRequest { term, .. }
+            | Self::TerminationAck { term, .. } => term,
         }
     }
 
@@ -166,6 +192,8 @@ impl PeerMessage<'_> {
             Self::TimeoutNow { .. } => 7,
             Self::CommitQuery { .. } => 8,
             Self::CommitReply { .. } => 9,
+            Self::OperatorRequest { .. } => 10,
+            Self::TerminationAck { .. } => 11,
         }
     }
 
@@ -276,6 +304,26 @@ impl PeerMessage<'_> {
                 out.put_u64(commit.0);
                 out.put_bool(learner);
             }
+            Self::OperatorRequest {
+                term,
+                from,
+                action,
+                id,
+            } => {
+                out.put_u64(term.0);
+                out.put_u32(from.0);
+                out.put_u8(action.code());
+                out.put_u64(id);
+            }
+            Self::TerminationAck {
+                term,
+                from,
+                position,
+            } => {
+                out.put_u64(term.0);
+                out.put_u32(from.0);
+                out.put_u64(position.0);
+            }
         }
     }
 
@@ -369,6 +417,26 @@ impl PeerMessage<'_> {
                 from: MemberId(r.u32()?),
                 commit: LogPosition(r.u64()?),
                 learner: r.bool()?,
+            },
+            10 => {
+                let term = Term(r.u64()?);
+                let from = MemberId(r.u32()?);
+                let code = r.u8()?;
+                let action = OperatorAction::from_code(code).ok_or(CodecError::Invalid {
+                    what: "operator action",
+                    value: u64::from(code),
+                })?;
+                PeerMessage::OperatorRequest {
+                    term,
+                    from,
+                    action,
+                    id: r.u64()?,
+                }
+            }
+            11 => PeerMessage::TerminationAck {
+                term: Term(r.u64()?),
+                from: MemberId(r.u32()?),
+                position: LogPosition(r.u64()?),
             },
             tag => {
                 return Err(CodecError::UnknownType {
@@ -465,6 +533,17 @@ mod tests {
                 commit: LogPosition(96),
                 learner: false,
             },
+            PeerMessage::OperatorRequest {
+                term: Term(4),
+                from: MemberId(2),
+                action: OperatorAction::Shutdown,
+                id: 77,
+            },
+            PeerMessage::TerminationAck {
+                term: Term(4),
+                from: MemberId(1),
+                position: LogPosition(4160),
+            },
         ]
     }
 
@@ -491,5 +570,26 @@ mod tests {
             assert!(PeerMessage::decode(&bad).is_err());
         }
         assert!(PeerMessage::decode(&[PEER_VERSION, 200]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_operator_action_is_an_error() {
+        let mut b = Vec::new();
+        PeerMessage::OperatorRequest {
+            term: Term(1),
+            from: MemberId(0),
+            action: OperatorAction::Snapshot,
+            id: 1,
+        }
+        .encode(&mut b);
+        // version, tag, term (8), from (4), then the action code.
+        b[14] = 9;
+        assert!(matches!(
+            PeerMessage::decode(&b),
+            Err(CodecError::Invalid {
+                what: "operator action",
+                ..
+            })
+        ));
     }
 }

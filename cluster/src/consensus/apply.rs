@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use crate::codec::client::{Egress, EventCode};
 use crate::codec::entry::{
-    NewLeadershipTermPayload, SessionOpenPayload, decode_session_close, decode_timer_event,
+    NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, decode_session_close,
+    decode_timer_event,
 };
 use crate::codec::frame::EntryType;
 use crate::consensus::command::{Command, Outbox};
@@ -138,13 +139,18 @@ impl<L: LogStore> Consensus<L> {
     pub(super) fn apply_committed(&mut self, app: &mut dyn Application, out: &mut Outbox) {
         while self.applied < self.commit {
             let pos = self.applied;
-            let frame = self.log.read(pos).unwrap_or_else(|| {
+            // The next frame, past any segment padding at `pos`; the store says where it ends.
+            let located = self.log.next_frame(pos).unwrap_or_else(|| {
                 panic!(
                     "member {}: committed frame missing at {pos}",
                     self.cfg.member_id
                 )
             });
-            let end = pos.advance(frame.len_aligned as u64);
+            if located.position >= self.commit {
+                // Only padding lies between what was applied and the commit position.
+                break;
+            }
+            let (frame, end) = (located.frame, located.end);
             assert!(
                 end <= self.commit,
                 "commit position {} inside the frame at {pos}",
@@ -327,6 +333,18 @@ impl<L: LogStore> Consensus<L> {
                     self.take_snapshot(end, h.term, ts, app, out);
                     continue;
                 }
+                EntryType::OperatorAction => {
+                    if let Ok(p) = OperatorActionPayload::decode(frame.payload) {
+                        self.applied = end;
+                        self.apply_operator(p, end, h.term, ts, app, out);
+                        if self.closed {
+                            // Shutdown or abort: nothing more is applied.
+                            return;
+                        }
+                        self.after_apply(out);
+                        continue;
+                    }
+                }
             }
             self.applied = end;
             self.after_apply(out);
@@ -334,8 +352,16 @@ impl<L: LogStore> Consensus<L> {
     }
 
     /// Leader duties that follow from what was just applied; followers just forget them.
+    /// While suspended the leader holds service closes and service messages back (they stay
+    /// in the module state and follow the resume).
     fn after_apply(&mut self, out: &mut Outbox) {
-        if self.role == Role::Leader {
+        if self.role == Role::Leader && self.appends_held() {
+            if !self.state.new_replies.is_empty() {
+                self.send_new_replies(out);
+            }
+            self.state.new_closings.clear();
+            self.state.new_service_messages = false;
+        } else if self.role == Role::Leader {
             if !self.state.new_replies.is_empty() {
                 self.send_new_replies(out);
             }
@@ -358,7 +384,7 @@ impl<L: LogStore> Consensus<L> {
         }
     }
 
-    fn take_snapshot(
+    pub(super) fn take_snapshot(
         &mut self,
         position: LogPosition,
         term: crate::consensus::types::Term,

@@ -63,7 +63,7 @@ impl<L: LogStore> Consensus<L> {
         value: u64,
         out: &mut Outbox,
     ) {
-        let leader = if self.stopping.is_some() {
+        let leader = if self.stopping.is_some() || self.terminating.is_some() {
             None
         } else {
             self.leader
@@ -88,7 +88,7 @@ impl<L: LogStore> Consensus<L> {
         app: &mut dyn Application,
         out: &mut Outbox,
     ) {
-        if self.role != Role::Leader || self.stopping.is_some() {
+        if self.role != Role::Leader || self.stopping.is_some() || self.terminating.is_some() {
             let (correlation_id, session) = match msg {
                 Ingress::Connect { correlation_id, .. } => (correlation_id, SessionId(0)),
                 Ingress::Attach { session, .. }
@@ -98,6 +98,19 @@ impl<L: LogStore> Consensus<L> {
             };
             self.session_event(from, correlation_id, session, EventCode::Redirect, 0, out);
             return;
+        }
+        if self.appends_held() {
+            // Suspended by an operator: nothing new goes into the log until resumed; the
+            // client retries (keep-alives and re-attaches are still answered below).
+            let held = match msg {
+                Ingress::Connect { correlation_id, .. } => Some((correlation_id, SessionId(0))),
+                Ingress::Message { session, .. } | Ingress::Close { session } => Some((0, session)),
+                Ingress::Attach { .. } | Ingress::KeepAlive { .. } => None,
+            };
+            if let Some((correlation_id, session)) = held {
+                self.session_event(from, correlation_id, session, EventCode::Busy, 0, out);
+                return;
+            }
         }
         match msg {
             Ingress::Message {

@@ -7,7 +7,7 @@ use crate::codec::client::Egress;
 use crate::codec::peer::PeerMessage;
 use crate::consensus::election::ElectionState;
 use crate::consensus::snapshot::Snapshot;
-use crate::consensus::types::{ClientAddr, LogPosition, MemberId, Term};
+use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction, Term};
 use tandem_service_api::Role;
 
 /// What the node state file holds (DESIGN §4): written and made durable before any message
@@ -103,6 +103,18 @@ pub enum Command {
     },
     /// The member stopped (after handing over leadership if it led).
     Terminated,
+}
+
+/// The completion of an operator request made on this member with `Input::Operator`, taken
+/// with [`crate::consensus::Consensus::take_operator_done`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorDone {
+    /// The action.
+    pub action: OperatorAction,
+    /// The request id given with `Input::Operator`.
+    pub id: u64,
+    /// End of the `OperatorAction` entry: for `Snapshot` and `Shutdown` the snapshot position.
+    pub position: LogPosition,
 }
 
 /// Where the core writes its output: commands, and the encoded messages they refer to.

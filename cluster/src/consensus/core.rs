@@ -8,7 +8,7 @@ use crate::codec::peer::PeerMessage;
 use crate::consensus::Application;
 use crate::consensus::bugs::BugFlags;
 use crate::consensus::clients::{AllowAll, Authenticator};
-use crate::consensus::command::{Command, NodeState, Outbox};
+use crate::consensus::command::{Command, NodeState, OperatorDone, Outbox};
 use crate::consensus::config::Config;
 use crate::consensus::election::ElectionState;
 use crate::consensus::input::Input;
@@ -16,7 +16,7 @@ use crate::consensus::rng::SplitMix64;
 use crate::consensus::snapshot::Snapshot;
 use crate::consensus::state::{ApplyContext, Limits, ModuleState};
 use crate::consensus::storage::LogStore;
-use crate::consensus::types::{ClientAddr, LogPosition, MemberId, SessionId, Term};
+use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction, SessionId, Term};
 use tandem_service_api::Role;
 
 /// What the leader knows of one follower.
@@ -74,6 +74,26 @@ pub(super) struct LeaderSession {
     pub(super) appended_seq: u64,
     pub(super) addr: ClientAddr,
     pub(super) close_appended: bool,
+}
+
+/// An operator request made on this member, not yet applied here.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingOperator {
+    pub(super) action: OperatorAction,
+    pub(super) id: u64,
+    /// The leader it was last sent to (this member itself when it led and appended it).
+    pub(super) sent_to: Option<MemberId>,
+    pub(super) sent_ns: i64,
+}
+
+/// A leader that applied a shutdown or abort entry waits (bounded) until every other member
+/// said it applied it too, so that none is left not knowing the entry committed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Terminating {
+    pub(super) position: LogPosition,
+    pub(super) deadline_ns: i64,
+    /// Bit per member that acknowledged (own bit set).
+    pub(super) acked: u64,
 }
 
 /// Event counts, for tools and tests.
@@ -160,6 +180,17 @@ pub struct Consensus<L: LogStore> {
 
     pub(super) latest_snapshot: Option<Arc<Snapshot>>,
     pub(super) incoming: Option<IncomingSnapshot>,
+
+    pub(super) operator_pending: Option<PendingOperator>,
+    pub(super) operator_done: Option<OperatorDone>,
+    /// Leader: per origin member, the last operator request id appended in this term.
+    pub(super) operator_appended: Vec<Option<u64>>,
+    /// Leader: the suspension state after the newest suspend/resume in its log (applied or
+    /// not); `None` = as applied (`state.suspended`).
+    pub(super) suspend_appended: Option<bool>,
+    pub(super) terminating: Option<Terminating>,
+    /// Recovery replay in `start` (operator shutdown/abort entries are not acted on).
+    pub(super) replaying: bool,
 
     pub(super) state: ModuleState,
     pub(super) authenticator: Box<dyn Authenticator + Send>,
@@ -262,6 +293,12 @@ impl<L: LogStore> Consensus<L> {
             last_query_ns: 0,
             latest_snapshot: snapshot,
             incoming: None,
+            operator_pending: None,
+            operator_done: None,
+            operator_appended: vec![None; n],
+            suspend_appended: None,
+            terminating: None,
+            replaying: false,
             state: ModuleState::default(),
             authenticator: Box::new(AllowAll),
             scratch: Vec::with_capacity(256),
@@ -348,7 +385,9 @@ impl<L: LogStore> Consensus<L> {
         };
         if bound > self.commit {
             self.commit = bound;
+            self.replaying = true;
             self.apply_committed(app, out);
+            self.replaying = false;
         }
         self.reported_commit = self.commit;
         self.matched = self.log.start().0;
@@ -356,9 +395,9 @@ impl<L: LogStore> Consensus<L> {
         self.last_ack_sent = LogPosition(0);
         self.last_stamp_ns = self.state.cluster_time;
         let mut pos = self.applied;
-        while let Some(f) = self.log.read(pos) {
-            self.last_stamp_ns = self.last_stamp_ns.max(f.header.timestamp);
-            pos = pos.advance(f.len_aligned as u64);
+        while let Some(f) = self.log.next_frame(pos) {
+            self.last_stamp_ns = self.last_stamp_ns.max(f.frame.header.timestamp);
+            pos = f.end;
         }
         self.reset_election_deadline();
         out.commands.push(Command::RoleChanged {
@@ -411,6 +450,10 @@ impl<L: LogStore> Consensus<L> {
                     self.terminate(app, out);
                 }
             }
+            Input::Operator { action, id } => self.on_operator_request(action, id, app, out),
+        }
+        if self.terminating.is_some() {
+            self.check_termination(app, out);
         }
         if self.commit != self.reported_commit {
             self.reported_commit = self.commit;
@@ -502,6 +545,26 @@ impl<L: LogStore> Consensus<L> {
                 }
                 self.on_commit_reply(from, commit, learner, app, out);
             }
+            PeerMessage::OperatorRequest {
+                term,
+                from: origin,
+                action,
+                id,
+            } => {
+                if term > self.term {
+                    // A leader that hears of a newer term is stale: step down, drop the request
+                    // (its origin repeats it to the new leader).
+                    self.adopt_term(term, app, out);
+                } else if origin == from {
+                    self.on_forwarded_operator(origin, action, id, app, out);
+                }
+            }
+            PeerMessage::TerminationAck { term, position, .. } => {
+                if term > self.term {
+                    self.adopt_term(term, app, out);
+                }
+                self.on_termination_ack(from, position, app, out);
+            }
         }
     }
 
@@ -516,6 +579,9 @@ impl<L: LogStore> Consensus<L> {
                 }
             }
             Role::Follower | Role::Candidate => self.tick_election(app, out),
+        }
+        if self.operator_pending.is_some() && !self.closed {
+            self.repeat_operator_request(app, out);
         }
         if !self.learner
             && self.commit > self.persisted_commit_bound
@@ -663,7 +729,7 @@ impl<L: LogStore> Consensus<L> {
     }
 
     fn on_take_snapshot_request(&mut self, app: &mut dyn Application, out: &mut Outbox) {
-        if self.role == Role::Leader && self.stopping.is_none() {
+        if self.role == Role::Leader && self.stopping.is_none() && self.terminating.is_none() {
             self.append_entry(EntryType::SnapshotMarker, SessionId(0), 0, &[]);
             self.flush(app, out);
         }
@@ -758,6 +824,28 @@ impl<L: LogStore> Consensus<L> {
     /// Whether the member stopped.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+    /// Takes the completion of the operator request made on this member with
+    /// `Input::Operator`, once the member applied its entry (for `Snapshot` and `Shutdown`,
+    /// after the snapshot was taken: its `SnapshotTaken` command precedes this). Check after
+    /// every `handle` that may apply entries; a shutdown or abort completes in the same call
+    /// that emits `Command::Terminated`.
+    pub fn take_operator_done(&mut self) -> Option<OperatorDone> {
+        self.operator_done.take()
+    }
+    /// The operator request made on this member and not completed yet, if any.
+    pub fn pending_operator(&self) -> Option<(OperatorAction, u64)> {
+        self.operator_pending.map(|p| (p.action, p.id))
+    }
+    /// Forgets the operator request made here (the runtime gave up waiting): it is no longer
+    /// repeated to the leader, and its entry, if the leader appended it, completes nothing.
+    pub fn cancel_operator_request(&mut self) {
+        self.operator_pending = None;
+    }
+    /// Whether the leader holds new ingress, timers and service messages back: suspended
+    /// (as it appended; others: as applied), or terminating after a shutdown or abort.
+    pub fn is_suspended(&self) -> bool {
+        self.suspend_appended.unwrap_or(self.state.suspended)
     }
     /// Event counters.
     pub fn counters(&self) -> Counters {

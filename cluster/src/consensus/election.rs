@@ -34,7 +34,7 @@ use crate::consensus::command::{Command, Outbox};
 use crate::consensus::core::{Consensus, LeaderSession, Peer};
 use crate::consensus::storage::LogStore;
 use crate::consensus::types::{LogPosition, MemberId, SessionId, Term};
-use tandem_service_api::{CloseReason, Role};
+use tandem_service_api::Role;
 
 /// Election states, with Aeron's numeric codes (see the module docs for the subset used).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -404,6 +404,8 @@ impl<L: LogStore> Consensus<L> {
         self.leader_since_ns = now;
         self.timer_fires.clear();
         self.clients.clear();
+        self.operator_appended.iter_mut().for_each(|a| *a = None);
+        self.scan_suspension();
         self.set_role(Role::Leader, Some(self.cfg.member_id), app, out);
         self.set_election(ElectionState::LeaderReady, out);
         self.counters.leaderships += 1;
@@ -442,23 +444,16 @@ impl<L: LogStore> Consensus<L> {
                 },
             );
         }
-        // Work the previous leader may have left: service closes and service messages.
-        let closing: Vec<(SessionId, CloseReason)> = self
-            .state
-            .sessions
-            .values()
-            .filter_map(|s| s.closing.map(|r| (s.id, r)))
-            .collect();
-        for (id, reason) in closing {
-            self.append_close(id, reason);
-        }
+        // Work the previous leader may have left: service closes and service messages (held
+        // back while suspended).
         self.service_appended_to = self.state.last_applied_service_msg_id;
-        self.append_pending_service_messages();
+        self.release_held_appends();
         self.flush(app, out);
     }
 
     /// Leader bookkeeping to drop when leadership ends.
     pub(super) fn leave_leadership(&mut self) {
+        self.suspend_appended = None;
         self.clients.clear();
         self.timer_fires.clear();
         self.stopping = None;

@@ -2,7 +2,7 @@
 
 use crate::codec::client::Ingress;
 use crate::codec::peer::PeerMessage;
-use crate::consensus::types::{ClientAddr, LogPosition, MemberId};
+use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction};
 
 /// One input to [`crate::consensus::Consensus::handle`]. Messages borrow their bytes from the
 /// caller's receive buffer (decode them with [`PeerMessage::decode`] and [`Ingress::decode`]).
@@ -55,4 +55,24 @@ pub enum Input<'a> {
     },
     /// Stop this member; a leader hands leadership to its most up-to-date follower first.
     Stop,
+    /// Operator: a cluster-wide action (DESIGN §7), accepted on any member. The leader
+    /// appends an `OperatorAction` entry; any other member forwards the request to the leader
+    /// it knows (`PeerMessage::OperatorRequest`) and repeats it every election timeout, and to
+    /// each new leader, until it applies the entry. Every member carries the action out when
+    /// it applies the entry; on this member that also completes the request (see
+    /// [`crate::consensus::Consensus::take_operator_done`]). A newer request replaces one not
+    /// yet completed here.
+    ///
+    /// A request in flight when the leader fails may be lost, or (rarely, if the old leader
+    /// appended it and the new one gets the repeat before this member applied it) carried out
+    /// twice: every action is idempotent but for an extra snapshot. The runtime bounds the
+    /// wait and the operator retries.
+    Operator {
+        /// What to do.
+        action: OperatorAction,
+        /// The caller's id for the request, echoed in its completion. Unique per member across
+        /// restarts (the node uses wall-clock nanoseconds), so a completion is never matched
+        /// to an entry appended for an earlier incarnation.
+        id: u64,
+    },
 }

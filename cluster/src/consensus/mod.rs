@@ -49,7 +49,8 @@
 //! # Layout
 //!
 //! [`types`] newtypes; [`input`] and [`command`] the interface; [`core`] the main struct;
-//! [`election`] (with [`ElectionState`]), [`replication`], [`clients`], [`apply`] its behaviour;
+//! [`election`] (with [`ElectionState`]), [`replication`], [`clients`], [`apply`],
+//! [`operator`] (cluster-wide operator actions) its behaviour;
 //! [`state`], [`sessions`], [`timers`] the replicated module state; [`snapshot`] the snapshot
 //! format; [`storage`] the [`LogStore`] trait and [`MemLog`]; [`bugs`] the deliberate bugs.
 
@@ -61,6 +62,7 @@ pub mod config;
 pub mod core;
 pub mod election;
 pub mod input;
+pub mod operator;
 pub mod replication;
 pub mod rng;
 pub mod sessions;
@@ -73,7 +75,7 @@ pub mod types;
 pub use apply::{Application, NoopApplication};
 pub use bugs::BugFlags;
 pub use clients::{AllowAll, AuthDecision, Authenticator};
-pub use command::{Command, NodeState, Outbox};
+pub use command::{Command, NodeState, OperatorDone, Outbox};
 pub use config::Config;
 pub use core::{Consensus, Counters};
 pub use election::ElectionState;
@@ -81,7 +83,7 @@ pub use input::Input;
 pub use snapshot::Snapshot;
 pub use state::ModuleState;
 pub use storage::{LogStore, MemLog};
-pub use types::{ClientAddr, LogPosition, MemberId, SessionId, Term};
+pub use types::{ClientAddr, LogPosition, MemberId, OperatorAction, SessionId, Term};
 
 #[cfg(test)]
 mod purity {
@@ -97,6 +99,7 @@ mod purity {
             ("core.rs", include_str!("core.rs")),
             ("election.rs", include_str!("election.rs")),
             ("input.rs", include_str!("input.rs")),
+            ("operator.rs", include_str!("operator.rs")),
             ("replication.rs", include_str!("replication.rs")),
             ("rng.rs", include_str!("rng.rs")),
             ("sessions.rs", include_str!("sessions.rs")),

@@ -53,15 +53,16 @@ impl<L: LogStore> Consensus<L> {
             self.step_down(app, out);
             return;
         }
-        // Due timers fire through the log.
+        // Due timers fire through the log (not while an operator suspended the cluster).
         let mut due = std::mem::take(&mut self.scratch_pairs);
         due.clear();
         let clock = self.now_ns.max(self.last_stamp_ns);
+        let held = self.appends_held();
         due.extend(
             self.state
                 .timers
                 .due(clock)
-                .filter(|t| !self.timer_fires.contains(t)),
+                .filter(|t| !held && !self.timer_fires.contains(t)),
         );
         for &(id, generation) in &due {
             self.timer_fires.insert((id, generation));
@@ -73,7 +74,7 @@ impl<L: LogStore> Consensus<L> {
         due.clear();
         let session_timeout = self.cfg.session_timeout_ns;
         for (id, s) in &self.clients {
-            if !s.close_appended && self.now_ns - s.last_heard_ns >= session_timeout {
+            if !held && !s.close_appended && self.now_ns - s.last_heard_ns >= session_timeout {
                 due.push((id.0, 0));
             }
         }
@@ -171,14 +172,16 @@ impl<L: LogStore> Consensus<L> {
             return 0;
         };
         let window_full = prev.0 - p.matched.0.min(prev.0) >= self.cfg.max_inflight_bytes;
-        let frames: &[u8] = if heartbeat && window_full {
-            &[]
+        // The store says where the run ends (padding may precede its first frame).
+        let (frames, run_end): (&[u8], LogPosition) = if heartbeat && window_full {
+            (&[], prev)
         } else {
-            self.log.read_run(
+            let run = self.log.read_frames(
                 prev,
                 self.cfg.max_append_bytes,
                 self.cfg.max_frames_per_append,
-            )
+            );
+            (run.bytes, run.end)
         };
         let start = out.bytes.len();
         encode_append_header(
@@ -193,7 +196,9 @@ impl<L: LogStore> Consensus<L> {
         out.finish_peer(to, start);
         let sent = frames.len() as u64;
         let p = &mut self.peers[to.index()];
-        p.next = prev.advance(sent);
+        if sent > 0 {
+            p.next = run_end;
+        }
         p.last_send_ns = self.now_ns;
         sent
     }
@@ -525,16 +530,24 @@ impl<L: LogStore> Consensus<L> {
                 valid = false;
                 break;
             }
-            let len = raw.len() as u64;
             if pos < self.log.end() {
                 if self.bugs.truncate_below_commit {
                     self.truncate_log(pos, out);
                 } else {
-                    let existing = self.log.read(pos).map(|f| f.header.term);
-                    if existing == Some(frame.header.term) {
-                        pos = pos.advance(len);
+                    // The frame we hold after `pos` (past any padding): the same term means the
+                    // same frame, and the store says where it ends.
+                    let existing = self
+                        .log
+                        .next_frame(pos)
+                        .map(|f| (f.frame.header.term, f.end));
+                    if let Some((t, end)) = existing
+                        && t == frame.header.term
+                    {
+                        pos = end;
                         continue;
                     }
+                    // Truncate at `pos`, not at the frame's start: our store then places the
+                    // leader's frame (after padding or not) exactly as the leader's store did.
                     self.truncate_log(pos, out);
                 }
             }

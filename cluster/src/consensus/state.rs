@@ -2,7 +2,8 @@
 //! messages, ids, cluster time) and the [`Cluster`] handle services see while it is applied.
 //!
 //! Everything here changes only when committed entries are applied, identically on every member,
-//! and is written into every snapshot (`ModuleState::encode`, version 1, little-endian):
+//! and is written into every snapshot (`ModuleState::encode`, version 2, little-endian; version
+//! 1 is the same without the trailing flags and still read):
 //!
 //! ```text
 //! next_session_id u64, cluster_time i64, next_service_msg_id u64, last_applied_service_msg_id u64,
@@ -12,6 +13,7 @@
 //!     reply count u32, each: egress_seq u64, request_seq u64, bytes (u32 len + bytes)
 //! timer count u32, each: id u64, deadline i64, generation u64
 //! pending service message count u32, each: id u64, bytes (u32 len + bytes)
+//! flags u8 (bit 0: suspended by an operator)
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
@@ -24,7 +26,7 @@ use crate::error::CodecError;
 use tandem_service_api::{ClientSession, CloseReason, Cluster, OfferError, Role};
 
 /// Version of the module-state snapshot layout.
-pub const MODULE_STATE_VERSION: u8 = 1;
+pub const MODULE_STATE_VERSION: u8 = 2;
 
 /// Limits that bound the replicated state (from the configuration; identical on every member).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct ModuleState {
     pub(crate) next_service_msg_id: u64,
     pub(crate) last_applied_service_msg_id: u64,
     pub(crate) cluster_time: i64,
+    /// An operator suspended the cluster (a `Suspend` entry was applied, no `Resume` since).
+    pub(crate) suspended: bool,
     /// Replies offered during the current apply, for the leader to send (not replicated).
     pub(crate) new_replies: Vec<(SessionId, u64)>,
     /// Sessions the service asked to close during the current apply (not replicated).
@@ -67,6 +71,7 @@ impl Default for ModuleState {
             next_service_msg_id: 1,
             last_applied_service_msg_id: 0,
             cluster_time: 0,
+            suspended: false,
             new_replies: Vec::new(),
             new_closings: Vec::new(),
             new_service_messages: false,
@@ -88,6 +93,11 @@ impl ModuleState {
     /// Cluster time of the last applied entry.
     pub fn cluster_time(&self) -> i64 {
         self.cluster_time
+    }
+
+    /// Whether an operator suspended the cluster (applied `Suspend`, no `Resume` since).
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
     }
 
     /// Service messages offered and not yet applied from the log: (id, bytes).
@@ -132,6 +142,7 @@ impl ModuleState {
             out.put_u64(*id);
             out.put_var_bytes(bytes);
         }
+        out.put_u8(u8::from(self.suspended));
     }
 
     /// Reads a state written by [`ModuleState::encode`].
@@ -141,7 +152,7 @@ impl ModuleState {
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Self, CodecError> {
         let mut r = Reader::new(bytes, "module state");
         let version = r.u8()?;
-        if version != MODULE_STATE_VERSION {
+        if version != MODULE_STATE_VERSION && version != 1 {
             return Err(CodecError::Version {
                 what: "module state",
                 version,
@@ -223,6 +234,16 @@ impl ModuleState {
         for _ in 0..count {
             let id = r.u64()?;
             s.pending_service.push_back((id, r.var_bytes()?.to_vec()));
+        }
+        if version >= 2 {
+            let flags = r.u8()?;
+            if flags > 1 {
+                return Err(CodecError::Invalid {
+                    what: "module state flags",
+                    value: u64::from(flags),
+                });
+            }
+            s.suspended = flags & 1 != 0;
         }
         r.finish()?;
         Ok(s)
@@ -407,5 +428,18 @@ mod tests {
         for cut in 0..b.len() {
             assert!(ModuleState::decode(&b[..cut], &limits()).is_err());
         }
+        // The suspended flag round-trips; version 1 (no flags byte) still reads.
+        st.suspended = true;
+        let mut b = Vec::new();
+        st.encode(&mut b);
+        let back = ModuleState::decode(&b, &limits()).unwrap();
+        assert!(back.is_suspended());
+        let mut v1 = b.clone();
+        v1[0] = 1;
+        v1.pop();
+        assert!(!ModuleState::decode(&v1, &limits()).unwrap().is_suspended());
+        let mut bad = b;
+        *bad.last_mut().unwrap() = 2;
+        assert!(ModuleState::decode(&bad, &limits()).is_err());
     }
 }

@@ -3,51 +3,106 @@
 //!
 //! The log is a stream of frames addressed by byte position (see [`crate::codec::frame`] for
 //! the layout and [`frame_len_aligned`] for the arithmetic). The core never computes a position
-//! itself beyond what the store tells it: an append returns the position after it, and a
-//! follower appends exactly the frames the leader sent, so positions agree across members.
+//! itself: the store says where every frame begins and ends ([`LogStore::next_frame`],
+//! [`LogStore::read_frames`]), an append returns the position after it, and a follower appends
+//! exactly the frames the leader sent, so positions agree across members.
 //!
 //! Writes through a `LogStore` are immediate in memory (as writes into a mapped segment are);
 //! *durability* is asynchronous: the core emits `Command::Appended` and the runtime answers
 //! `Input::LogDurable` once the bytes are on disk (at once under `fsync = none`).
 //!
-//! A store backed by the archive adds segment padding frames; the core skips padding when it
-//! applies, and the leader replicates padding like any frame, so positions still agree.
+//! **Segment padding.** A store may leave gaps between frames: the archive-backed store closes
+//! the tail of a fixed-size segment with padding (a padding frame, or fewer than 48 zero bytes)
+//! when the next frame does not fit, and that frame begins at the next segment's base. Padding
+//! is never read, replicated or applied: [`LogStore::next_frame`] and
+//! [`LogStore::read_frames`] skip it, and a follower's store places each frame it appends
+//! itself ([`LogStore::append_raw`]), which lands where the leader's did because every member
+//! uses the same segment length and holds the same frames before it. Positions the core deals
+//! in are the log start and frame *ends* (where padding may begin); a frame's start after
+//! padding is only ever seen inside a [`LocatedFrame`] or a [`FrameRun`]. [`MemLog`] has no
+//! padding.
 
 use crate::codec::frame::{
     FRAME_HEADER_LEN, Frame, FrameHeader, decode_frame, encode_frame, frame_len_aligned,
 };
 use crate::consensus::types::{LogPosition, Term};
 
+/// A frame read from the log with where it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocatedFrame<'a> {
+    /// Where the frame begins (after any padding that precedes it).
+    pub position: LogPosition,
+    /// Where it ends: the position after it.
+    pub end: LogPosition,
+    /// The frame.
+    pub frame: Frame<'a>,
+}
+
+/// Whole frames read for replication: contiguous bytes (no padding inside) and where they lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRun<'a> {
+    /// Where the first frame begins (the position asked for, or the next segment's base when
+    /// padding begins there). Equal to `end` when the run is empty.
+    pub position: LogPosition,
+    /// Where the last frame ends: the follower's log ends here once it appended the run.
+    pub end: LogPosition,
+    /// The raw frames, exactly as stored (what `append_raw` takes, one frame at a time).
+    pub bytes: &'a [u8],
+}
+
 /// The replicated log, read and written by the consensus core.
+///
+/// Positions passed in are *boundaries*: the log start, or the end of a frame (where the next
+/// frame or a segment's padding begins). Where padding lies between two frames, the frame after
+/// it begins at a position the store reports ([`LocatedFrame::position`],
+/// [`FrameRun::position`]); the core never derives it from byte counts.
 pub trait LogStore {
     /// The first position held (after a purge or a snapshot install) and the term of the
     /// frame that ended there (the snapshot's term; `Term(0)` for an empty log at 0).
     fn start(&self) -> (LogPosition, Term);
     /// The append position (end of the last frame).
     fn end(&self) -> LogPosition;
-    /// Term of the frame ending at `position`, for `position` in `start..=end`; at `start`,
-    /// the start term. `None` outside that range.
+    /// Term of the frame ending at `position`, for a boundary `position` in `start..=end`; at
+    /// `start`, the start term. `None` outside that range.
     fn term_at(&self, position: LogPosition) -> Option<Term>;
     /// For `position` in `start..=end`: where the run of frames of the same term as the frame
-    /// ending at `position` begins (never below `start`). Term runs begin on frame boundaries,
-    /// so this is how a leader backs off after a mismatch.
+    /// ending at `position` begins, as a boundary: the end of the last frame of an earlier term
+    /// (before any padding that follows it), or `start`. This is how a leader backs off after a
+    /// mismatch.
     fn term_run_start(&self, position: LogPosition) -> LogPosition;
-    /// The frame beginning at `position`, or `None` if no frame begins there.
-    fn read(&self, position: LogPosition) -> Option<Frame<'_>>;
-    /// The raw bytes of whole frames beginning at `from`: at most `max_frames` frames and
-    /// `max_bytes` bytes, but always at least one frame if one begins at `from`.
-    fn read_run(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> &[u8];
-    /// Encodes and appends a frame; returns the new end.
+    /// The frame beginning exactly at `position`, or `None` if no frame begins there (also
+    /// where padding begins: see [`LogStore::next_frame`]).
+    fn read(&self, position: LogPosition) -> Option<Frame<'_>> {
+        self.next_frame(position)
+            .filter(|f| f.position == position)
+            .map(|f| f.frame)
+    }
+    /// The first frame at or after the boundary `position` in `start..end`: the frame
+    /// beginning there or, where padding begins there, the frame after the padding. `None` at
+    /// or beyond the end (or below the start).
+    fn next_frame(&self, position: LogPosition) -> Option<LocatedFrame<'_>>;
+    /// Whole frames from the first frame at or after the boundary `from` (skipping padding, as
+    /// [`LogStore::next_frame`]), contiguous: at most `max_frames` frames and `max_bytes` bytes,
+    /// but always at least one frame if there is one after `from`. Empty (at `from`) at the end.
+    fn read_frames(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> FrameRun<'_>;
+    /// The bytes of [`LogStore::read_frames`] (for tools and tests that walk a log without
+    /// padding, such as [`MemLog`]).
+    fn read_run(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> &[u8] {
+        self.read_frames(from, max_bytes, max_frames).bytes
+    }
+    /// Encodes and appends a frame; returns the new end. The store places the frame (after
+    /// padding, if it does not fit in the current segment).
     fn append(&mut self, header: &FrameHeader, payload: &[u8]) -> LogPosition;
-    /// Appends one frame exactly as received (`raw` holds one whole aligned frame); returns the
-    /// new end.
+    /// Appends one frame exactly as received (`raw` holds one whole aligned frame, never
+    /// padding), placed as [`LogStore::append`] places a frame; returns the new end.
     fn append_raw(&mut self, raw: &[u8]) -> LogPosition;
-    /// Discards everything from `position` (a frame boundary in `start..=end`) on.
+    /// Discards everything from the boundary `position` in `start..=end` on (padding that
+    /// begins there included).
     fn truncate(&mut self, position: LogPosition);
     /// Discards the whole log: it now starts (empty) at `position` with `term` (after a
     /// snapshot install).
     fn reset(&mut self, position: LogPosition, term: Term);
-    /// Drops frames below `below` (a frame boundary in `start..=end`): the log now starts there.
+    /// Drops frames below the boundary `below` in `start..=end`: the log now starts there.
     fn purge(&mut self, below: LogPosition);
 }
 
@@ -140,9 +195,23 @@ impl LogStore for MemLog {
         decode_frame(&self.buf[self.offset(position)..]).ok()
     }
 
-    fn read_run(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> &[u8] {
+    fn next_frame(&self, position: LogPosition) -> Option<LocatedFrame<'_>> {
+        let frame = self.read(position)?;
+        Some(LocatedFrame {
+            position,
+            end: position.advance(frame.len_aligned as u64),
+            frame,
+        })
+    }
+
+    fn read_frames(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> FrameRun<'_> {
+        let empty = FrameRun {
+            position: from,
+            end: from,
+            bytes: &[],
+        };
         if from < self.start || from >= self.end() {
-            return &[];
+            return empty;
         }
         let base = self.offset(from);
         let mut len = 0usize;
@@ -164,7 +233,11 @@ impl LogStore for MemLog {
             len += aligned;
             frames += 1;
         }
-        &self.buf[base..base + len]
+        FrameRun {
+            position: from,
+            end: from.advance(len as u64),
+            bytes: &self.buf[base..base + len],
+        }
     }
 
     fn append(&mut self, header: &FrameHeader, payload: &[u8]) -> LogPosition {

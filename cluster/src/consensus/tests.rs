@@ -778,3 +778,299 @@ fn the_core_can_move_to_another_thread() {
     is_send::<Consensus<MemLog>>();
     is_send::<Outbox>();
 }
+
+// ---- operator actions -------------------------------------------------------------------------
+
+fn operator_frame(term: u64, action: OperatorAction, origin: u32, id: u64) -> Vec<u8> {
+    let mut payload = Vec::new();
+    crate::codec::entry::OperatorActionPayload {
+        action,
+        origin: MemberId(origin),
+        id,
+    }
+    .encode(&mut payload);
+    let mut b = Vec::new();
+    encode_frame(
+        &mut b,
+        &header(term, EntryType::OperatorAction, 0, 0),
+        &payload,
+    );
+    b
+}
+
+fn operator_requests(h: &Harness) -> Vec<(MemberId, OperatorAction, u64)> {
+    h.out
+        .peer_messages()
+        .filter_map(|(to, m)| match m {
+            PeerMessage::OperatorRequest { action, id, .. } => Some((to, action, id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_follower_forwards_an_operator_request_to_the_leader_it_knows() {
+    let mut f = Harness::voter(1, MemLog::new());
+    // No leader known: held.
+    f.input(Input::Operator {
+        action: OperatorAction::Snapshot,
+        id: 9,
+    });
+    assert!(operator_requests(&f).is_empty());
+    assert_eq!(
+        f.core.pending_operator(),
+        Some((OperatorAction::Snapshot, 9))
+    );
+    // It learns the leader: the next tick forwards it.
+    f.peer(0, append(1, 0, 0, 0, &[]));
+    f.complete_io();
+    f.input(Input::Tick { now_ns: 1_000_000 });
+    assert_eq!(
+        operator_requests(&f),
+        vec![(MemberId(0), OperatorAction::Snapshot, 9)]
+    );
+    // Not again before an election timeout, then again.
+    f.peer(0, append(1, 0, 0, 0, &[]));
+    f.input(Input::Tick { now_ns: 50_000_000 });
+    assert!(operator_requests(&f).is_empty());
+    f.peer(0, append(1, 0, 0, 0, &[]));
+    f.input(Input::Tick {
+        now_ns: 101_000_000,
+    });
+    assert_eq!(operator_requests(&f).len(), 1);
+    // A newer request replaces it and goes out at once.
+    f.input(Input::Operator {
+        action: OperatorAction::Suspend,
+        id: 10,
+    });
+    assert_eq!(
+        operator_requests(&f),
+        vec![(MemberId(0), OperatorAction::Suspend, 10)]
+    );
+    f.core.cancel_operator_request();
+    assert_eq!(f.core.pending_operator(), None);
+}
+
+#[test]
+fn the_leader_appends_each_forwarded_request_once_per_term() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    let end = h.core.log_end();
+    let req = PeerMessage::OperatorRequest {
+        term: h.core.term(),
+        from: MemberId(2),
+        action: OperatorAction::Suspend,
+        id: 5,
+    };
+    h.peer(2, req);
+    let after = h.core.log_end();
+    assert!(after > end);
+    let f = h.core.log().read(end).expect("appended");
+    assert_eq!(f.header.entry_type, EntryType::OperatorAction);
+    let p = crate::codec::entry::OperatorActionPayload::decode(f.payload).unwrap();
+    assert_eq!(
+        (p.action, p.origin, p.id),
+        (OperatorAction::Suspend, MemberId(2), 5)
+    );
+    // The leader holds new ingress back from the moment it appended the suspend.
+    assert!(h.core.is_suspended());
+    assert!(!h.core.module_state().is_suspended(), "not applied yet");
+    // A repeat is not appended again; a request claiming another origin is ignored.
+    h.peer(2, req);
+    h.peer(
+        1,
+        PeerMessage::OperatorRequest {
+            term: h.core.term(),
+            from: MemberId(2),
+            action: OperatorAction::Abort,
+            id: 6,
+        },
+    );
+    assert_eq!(h.core.log_end(), after);
+    // A request with a higher term makes it step down and is dropped.
+    let term = h.core.term().next();
+    h.peer(
+        1,
+        PeerMessage::OperatorRequest {
+            term,
+            from: MemberId(1),
+            action: OperatorAction::Snapshot,
+            id: 1,
+        },
+    );
+    assert_eq!(h.core.role(), Role::Follower);
+    assert_eq!(h.core.log_end(), after);
+}
+
+#[test]
+fn shutdown_and_abort_entries_act_only_live_in_their_own_term() {
+    // Replayed at start (below the commit lower bound): not acted on.
+    let abort = operator_frame(1, OperatorAction::Abort, 0, 1);
+    let mut log = MemLog::new();
+    log.append_raw(&abort);
+    let end = log.end();
+    let ns = NodeState {
+        term: Term(1),
+        voted_for: None,
+        commit_lower_bound: end,
+    };
+    let h = Harness::new(1, log, Some(ns), BugFlags::default());
+    assert_eq!(h.core.applied_position(), end);
+    assert!(!h.core.is_closed());
+
+    // Committed in a later term (leader changed, or the cluster restarted): not acted on.
+    let mut log = MemLog::new();
+    log.append_raw(&abort);
+    let mut f = Harness::voter(1, log);
+    f.peer(0, append(2, end.0, 1, end.0, &[]));
+    f.complete_io();
+    assert_eq!(f.core.applied_position(), end);
+    assert!(!f.core.is_closed());
+
+    // The same entry on its origin, still waiting: skipped, and asked for again.
+    let mut log = MemLog::new();
+    log.append_raw(&operator_frame(1, OperatorAction::Abort, 1, 8));
+    let mut f = Harness::voter(1, log);
+    f.input(Input::Operator {
+        action: OperatorAction::Abort,
+        id: 8,
+    });
+    f.peer(0, append(2, end.0, 1, end.0, &[]));
+    f.complete_io();
+    assert!(!f.core.is_closed());
+    assert_eq!(f.core.take_operator_done(), None);
+    assert_eq!(f.core.pending_operator(), Some((OperatorAction::Abort, 8)));
+    f.input(Input::Tick { now_ns: 1_000_000 });
+    assert_eq!(
+        operator_requests(&f),
+        vec![(MemberId(0), OperatorAction::Abort, 8)]
+    );
+
+    // Committed in its own term: the follower acknowledges to the leader and terminates.
+    let mut f = Harness::voter(1, MemLog::new());
+    f.peer(0, append(1, 0, 0, 0, &abort));
+    f.complete_io();
+    f.peer(0, append(1, end.0, 1, end.0, &[]));
+    f.complete_io();
+    assert!(f.core.is_closed());
+    assert!(f.out.commands.contains(&Command::Terminated));
+    assert!(f.out.peer_messages().any(|(to, m)| to == MemberId(0)
+        && matches!(m, PeerMessage::TerminationAck { position, .. } if position == end)));
+
+    // A shutdown snapshots first, and reports to its origin.
+    let shutdown = operator_frame(1, OperatorAction::Shutdown, 1, 3);
+    let mut f = Harness::voter(1, MemLog::new());
+    f.peer(0, append(1, 0, 0, 0, &[]));
+    f.complete_io();
+    f.input(Input::Operator {
+        action: OperatorAction::Shutdown,
+        id: 3,
+    });
+    f.peer(0, append(1, 0, 0, 0, &shutdown));
+    f.complete_io();
+    f.peer(0, append(1, end.0, 1, end.0, &[]));
+    let snap =
+        f.out.commands.iter().position(
+            |c| matches!(c, Command::SnapshotTaken { snapshot } if snapshot.position == end),
+        );
+    let term = f
+        .out
+        .commands
+        .iter()
+        .position(|c| matches!(c, Command::Terminated));
+    assert!(matches!((snap, term), (Some(s), Some(t)) if s < t));
+    assert_eq!(
+        f.core.take_operator_done(),
+        Some(OperatorDone {
+            action: OperatorAction::Shutdown,
+            id: 3,
+            position: end,
+        })
+    );
+}
+
+#[test]
+fn a_leader_that_applied_a_shutdown_waits_for_the_others_then_terminates() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    h.input(Input::Operator {
+        action: OperatorAction::Abort,
+        id: 1,
+    });
+    h.complete_io();
+    let end = h.core.log_end();
+    for from in [1, 2] {
+        h.peer(
+            from,
+            PeerMessage::AppendResponse {
+                term: h.core.term(),
+                follower: MemberId(from),
+                success: true,
+                learner: false,
+                position: end,
+                hint_term: Term(0),
+            },
+        );
+    }
+    assert_eq!(h.core.commit_position(), end);
+    assert!(!h.core.is_closed(), "waits for the others");
+    assert_eq!(h.core.take_operator_done().map(|d| d.position), Some(end));
+    // Nothing new is appended while it waits.
+    h.input(Input::Tick {
+        now_ns: 260_000_000,
+    });
+    assert_eq!(h.core.log_end(), end);
+    h.peer(
+        1,
+        PeerMessage::TerminationAck {
+            term: h.core.term(),
+            from: MemberId(1),
+            position: end,
+        },
+    );
+    assert!(!h.core.is_closed());
+    h.peer(
+        2,
+        PeerMessage::TerminationAck {
+            term: h.core.term(),
+            from: MemberId(2),
+            position: end,
+        },
+    );
+    assert!(h.core.is_closed());
+    assert!(h.out.commands.contains(&Command::Terminated));
+}
+
+#[test]
+fn a_leader_waiting_for_acknowledgements_terminates_at_its_deadline() {
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    h.input(Input::Operator {
+        action: OperatorAction::Shutdown,
+        id: 1,
+    });
+    h.complete_io();
+    let end = h.core.log_end();
+    h.peer(
+        1,
+        PeerMessage::AppendResponse {
+            term: h.core.term(),
+            follower: MemberId(1),
+            success: true,
+            learner: false,
+            position: end,
+            hint_term: Term(0),
+        },
+    );
+    assert_eq!(h.core.applied_position(), end);
+    assert!(!h.core.is_closed());
+    assert!(h.core.latest_snapshot().is_some_and(|s| s.position == end));
+    h.input(Input::Tick {
+        now_ns: 250_000_000 + 99_000_000,
+    });
+    assert!(!h.core.is_closed());
+    h.input(Input::Tick {
+        now_ns: 250_000_000 + 100_000_000,
+    });
+    assert!(h.core.is_closed());
+}

@@ -63,3 +63,58 @@ impl fmt::Display for MemberId {
 /// log with the session, so any member that becomes leader can reach the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ClientAddr(pub u64);
+
+/// A cluster-wide operator action (DESIGN §7, as in Aeron's `ClusterTool`). Requested on any
+/// member with `Input::Operator`, forwarded to the leader, appended to the log as an
+/// `OperatorAction` entry and carried out by every member when it applies that entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum OperatorAction {
+    /// Every member snapshots at the entry's position.
+    Snapshot = 1,
+    /// The leader stops appending new ingress (client messages, connects and closes are
+    /// answered `Busy`), timer events and service messages until `Resume`.
+    Suspend = 2,
+    /// Ends a suspension.
+    Resume = 3,
+    /// Every member snapshots at the entry's position, then terminates.
+    Shutdown = 4,
+    /// Every member terminates when it applies the entry (no snapshot).
+    Abort = 5,
+}
+
+impl OperatorAction {
+    /// The wire code (log entries and peer messages).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The action for a wire code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => Self::Snapshot,
+            2 => Self::Suspend,
+            3 => Self::Resume,
+            4 => Self::Shutdown,
+            5 => Self::Abort,
+            _ => return None,
+        })
+    }
+
+    /// The name, as `cluster-tool` spells the command.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshot",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+            Self::Shutdown => "shutdown",
+            Self::Abort => "abort",
+        }
+    }
+}
+
+impl fmt::Display for OperatorAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

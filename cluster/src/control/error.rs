@@ -70,6 +70,29 @@ pub enum ControlError {
         /// The value found.
         value: u64,
     },
+    /// The members-endpoints area does not hold a valid members list (the rest of the file
+    /// may still be read).
+    #[error("{} is corrupt: members list at byte {offset}: {reason}", path.display())]
+    BadMembers {
+        /// The control file's path.
+        path: PathBuf,
+        /// The byte offset in the file of the first bad byte (or of the area's field).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The members list given to `create` does not fit the control file's members area.
+    #[error(
+        "members list {list:?} is {len_bytes} bytes; the control file holds at most {max_bytes}"
+    )]
+    MembersListTooLong {
+        /// The members list, as it would be stored.
+        list: String,
+        /// Its length in bytes.
+        len_bytes: usize,
+        /// The most the members area holds.
+        max_bytes: usize,
+    },
     /// The identity given to `create` is not valid.
     #[error("invalid member identity: {reason}")]
     InvalidIdent {

@@ -12,6 +12,7 @@ use super::error::ControlError;
 use super::fields::{ControlIdent, ErrorRecord, MemberProgress, MemberRole};
 use super::layout::*;
 use super::mapping::{Mapping, pid_alive};
+use crate::transport::MemberEndpoints;
 
 /// The control file's name inside a node directory.
 pub const CONTROL_FILE_NAME: &str = "control.dat";
@@ -33,12 +34,22 @@ pub struct ControlFile {
 impl ControlFile {
     /// Creates `<dir>/control.dat` for this process, replacing a stale one from an earlier run
     /// (by renaming a new file over it, so tools that still map the old one are unharmed).
+    /// `members` is the members list as given to the node (`0=HOST:PORT,1=HOST:PORT,...`,
+    /// client endpoints, as [`MemberEndpoints::parse`] reads it); it is stored as given in the
+    /// members area and read back by [`ControlFile::member_endpoints`].
     ///
     /// # Errors
     ///
-    /// [`ControlError::InvalidIdent`] unless `member_id < member_count <= 16`; directory and
-    /// I/O errors naming the path.
-    pub fn create(dir: impl AsRef<Path>, ident: ControlIdent) -> Result<Self, ControlError> {
+    /// [`ControlError::InvalidIdent`] unless `member_id < member_count <= 16` and `members`
+    /// parses and lists exactly the ids `0..member_count`;
+    /// [`ControlError::MembersListTooLong`] if it is longer than
+    /// [`MEMBERS_LIST_MAX_BYTES`](super::MEMBERS_LIST_MAX_BYTES); directory and I/O errors
+    /// naming the path.
+    pub fn create(
+        dir: impl AsRef<Path>,
+        ident: ControlIdent,
+        members: &str,
+    ) -> Result<Self, ControlError> {
         let dir = dir.as_ref();
         if ident.member_count == 0 || ident.member_count as usize > MEMBERS_MAX {
             return Err(ControlError::InvalidIdent {
@@ -53,6 +64,27 @@ impl ControlFile {
                 reason: format!(
                     "member id {} is not below the member count {}",
                     ident.member_id, ident.member_count
+                ),
+            });
+        }
+        let list = members.trim();
+        if list.len() > MEMBERS_LIST_MAX_BYTES {
+            return Err(ControlError::MembersListTooLong {
+                list: list.to_owned(),
+                len_bytes: list.len(),
+                max_bytes: MEMBERS_LIST_MAX_BYTES,
+            });
+        }
+        let parsed = MemberEndpoints::parse(list).map_err(|e| ControlError::InvalidIdent {
+            reason: format!("members list {list:?}: {e}"),
+        })?;
+        if parsed.len() != ident.member_count as usize
+            || parsed.iter().any(|m| m.id >= ident.member_count)
+        {
+            return Err(ControlError::InvalidIdent {
+                reason: format!(
+                    "members list {list:?} does not list exactly the member ids 0 to {}",
+                    ident.member_count - 1
                 ),
             });
         }
@@ -88,9 +120,16 @@ impl ControlFile {
             (H_COUNTER_SLOTS, COUNTER_SLOTS as u64),
             (H_ERROR_RECORDS, ERROR_RECORDS as u64),
             (H_ERROR_RECORD_BYTES, (ERROR_RECORD_WORDS * 8) as u64),
+            (H_MEMBERS_AREA_BYTES, MEMBERS_AREA_BYTES as u64),
             (L_LEADER_ID, NO_LEADER),
+            (MA_LEN, list.len() as u64),
         ] {
             words[index].store(value, Ordering::Relaxed);
+        }
+        for (i, chunk) in list.as_bytes().chunks(8).enumerate() {
+            let mut word = [0_u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            words[MA_TEXT + i].store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
         words[H_MAGIC].store(MAGIC, Ordering::Release);
         fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -161,6 +200,11 @@ impl ControlFile {
                 H_ERROR_RECORD_BYTES,
                 "error record length",
                 (ERROR_RECORD_WORDS * 8) as u64,
+            ),
+            (
+                H_MEMBERS_AREA_BYTES,
+                "members area length",
+                MEMBERS_AREA_BYTES as u64,
             ),
         ] {
             if word(index) != expected {
@@ -248,6 +292,59 @@ impl ControlFile {
     #[must_use]
     pub fn member_count(&self) -> u32 {
         u32::try_from(self.get(H_MEMBER_COUNT)).unwrap_or(u32::MAX)
+    }
+
+    /// The members list the node was given: each member's id and client endpoint (its peer
+    /// endpoint is the client port + 1). Read from the members area, written once at
+    /// creation.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::BadMembers`], naming the file and byte offset, if the area's length is
+    /// out of range, its text is not UTF-8 or not a members list, or the list does not match
+    /// the header's member count and id. Never panics on a bad file.
+    pub fn member_endpoints(&self) -> Result<MemberEndpoints, ControlError> {
+        let bad =
+            |word_index: usize, extra_bytes: usize, reason: String| ControlError::BadMembers {
+                path: self.path.clone(),
+                offset: (word_index * 8 + extra_bytes) as u64,
+                reason,
+            };
+        let len = self.get(MA_LEN);
+        let len = match usize::try_from(len) {
+            Ok(len) if (1..=MEMBERS_LIST_MAX_BYTES).contains(&len) => len,
+            _ => {
+                return Err(bad(
+                    MA_LEN,
+                    0,
+                    format!("length {len} is not 1 to {MEMBERS_LIST_MAX_BYTES} bytes"),
+                ));
+            }
+        };
+        let mut bytes = Vec::with_capacity(len.next_multiple_of(8));
+        for i in 0..len.div_ceil(8) {
+            bytes.extend_from_slice(&self.get(MA_TEXT + i).to_le_bytes());
+        }
+        bytes.truncate(len);
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| bad(MA_TEXT, e.valid_up_to(), format!("not UTF-8 ({e})")))?;
+        let members =
+            MemberEndpoints::parse(text).map_err(|e| bad(MA_TEXT, 0, format!("{text:?}: {e}")))?;
+        let count = self.member_count();
+        if members.len() != count as usize
+            || members.iter().any(|m| m.id >= count)
+            || members.get(self.member_id()).is_none()
+        {
+            return Err(bad(
+                MA_TEXT,
+                0,
+                format!(
+                    "{text:?} does not list exactly the member ids 0 to {} of the header",
+                    count.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(members)
     }
 
     /// When the node created the file (Unix epoch ns).

@@ -1,9 +1,9 @@
-//! Word indices of the control file (format version 1). See the diagram in the module docs.
+//! Word indices of the control file (format version 2). See the diagram in the module docs.
 
 /// The file's magic: `"TNDMCTRL"` as a native-endian (little-endian) u64.
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"TNDMCTRL");
 /// The format version this build writes and reads.
-pub(super) const VERSION: u64 = 1;
+pub(super) const VERSION: u64 = 2;
 
 /// Members a file has room for; member ids are below this.
 pub(super) const MEMBERS_MAX: usize = 16;
@@ -33,6 +33,7 @@ pub(super) const H_MEMBERS_MAX: usize = 8;
 pub(super) const H_COUNTER_SLOTS: usize = 9;
 pub(super) const H_ERROR_RECORDS: usize = 10;
 pub(super) const H_ERROR_RECORD_BYTES: usize = 11;
+pub(super) const H_MEMBERS_AREA_BYTES: usize = 12;
 /// Words in the header.
 pub(super) const HEADER_WORDS: usize = 16;
 
@@ -80,8 +81,21 @@ pub(super) const E_SEQ: usize = 0;
 pub(super) const E_TIMESTAMP_NS: usize = 1;
 pub(super) const E_CODE_LEN: usize = 2;
 
+/// First word of the members-endpoints area: written once by `create`, before the magic.
+pub(super) const MEMBERS_AREA: usize = ERRORS + ERROR_RECORDS * ERROR_RECORD_WORDS;
+/// Words in the members-endpoints area.
+pub(super) const MEMBERS_AREA_WORDS: usize = 128;
+/// Bytes in the members-endpoints area.
+pub(super) const MEMBERS_AREA_BYTES: usize = MEMBERS_AREA_WORDS * 8;
+/// The area's first word: the members list's length in bytes.
+pub(super) const MA_LEN: usize = MEMBERS_AREA;
+/// First word of the members list's UTF-8 text (zero padded).
+pub(super) const MA_TEXT: usize = MEMBERS_AREA + 1;
+/// The longest members list the area holds, in bytes.
+pub(super) const MEMBERS_LIST_MAX_BYTES: usize = MEMBERS_AREA_BYTES - 8;
+
 /// Words in the file.
-pub(super) const FILE_WORDS: usize = ERRORS + ERROR_RECORDS * ERROR_RECORD_WORDS;
+pub(super) const FILE_WORDS: usize = MEMBERS_AREA + MEMBERS_AREA_WORDS;
 /// Bytes in the file.
 pub(super) const FILE_LEN_BYTES: usize = FILE_WORDS * 8;
 
@@ -109,7 +123,10 @@ const _: () = {
     assert!(RESULTS * 8 == 1344);
     assert!(E_WRITE_COUNT * 8 == 1856);
     assert!(ERRORS * 8 == 1920);
-    assert!(FILE_LEN_BYTES == 18_304);
+    assert!(MEMBERS_AREA * 8 == 18_304);
+    assert!(MEMBERS_LIST_MAX_BYTES == 1016);
+    assert!(FILE_LEN_BYTES == 19_328);
+    assert!(H_MEMBERS_AREA_BYTES < HEADER_WORDS);
     assert!(ERROR_MESSAGE_MAX_BYTES == 232);
     assert!(RESULTS.is_multiple_of(8) && ERRORS.is_multiple_of(8) && T_TOGGLE.is_multiple_of(8));
 };

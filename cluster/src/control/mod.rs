@@ -5,21 +5,22 @@
 //! native byte order (little-endian on every supported target) accessed only as an
 //! `AtomicU64`: the node publishes with `Release`, readers load with `Acquire`.
 //!
-//! # Layout, format version 1 (18 304 bytes)
+//! # Layout, format version 2 (19 328 bytes)
 //!
 //! ```text
 //!  byte  word
 //!     0     0 +---------------------------------------------------------------+
 //!               | magic "TNDMCTRL" (stored last by create)                      |
-//!     8     1   | format version = 1                                            |
-//!    16     2   | file length in bytes = 18304                                  |
+//!     8     1   | format version = 2                                            |
+//!    16     2   | file length in bytes = 19328                                  |
 //!    24     3   | pid of the node process                                       |
 //!    32     4   | cluster id                                                    |
 //!    40     5   | member id (u32 in a u64)                                      |
 //!    48     6   | member count (1..=16)                                         |
 //!    56     7   | start timestamp, Unix epoch ns                                |
 //!    64     8   | member slots = 16 | counter slots = 64 | error records = 64   |
-//!    88    11   | error record length = 256 | 4 words reserved                  |
+//!    88    11   | error record length = 256 | members area length = 1024       |
+//!               | 3 words reserved                                              |
 //!   128    16 +- live fields (node writes) -------------------------------------+
 //!               | role code (0 follower, 1 candidate, 2 leader, 3 learner)      |
 //!               | term | leader id (u64::MAX = none) | election state code    |
@@ -41,11 +42,20 @@
 //!               | seq = index + 1 (0 while written) | timestamp ns |            |
 //!               | code (low 32 bits) + message length (high 32 bits) |          |
 //!               | message: 232 bytes UTF-8, zero padded                         |
-//! 18304  2288 +---------------------------------------------------------------+
+//! 18304  2288 +- members area (1024 bytes, written once by create) -------------+
+//!               | members list length in bytes (1..=1016)                       |
+//! 18312  2289   | members list as given to the node, UTF-8, zero padded:        |
+//!               |   "0=127.0.0.1:9010,1=127.0.0.1:9020,..." (client endpoints;  |
+//!               |   a member's peer endpoint is its client port + 1)            |
+//! 19328  2416 +---------------------------------------------------------------+
 //! ```
 //!
 //! # Protocols
 //!
+//! * **Header and members area**: written once by `create` before it stores the magic
+//!   (`Release`) and renames the file into place; read-only afterwards. A members area that
+//!   does not parse makes [`ControlFile::member_endpoints`] fail with
+//!   [`ControlError::BadMembers`]; the rest of the file can still be read.
 //! * **Live fields and counters**: the node is the only writer of live fields; counters are
 //!   `fetch_add`ed, so several of a node's threads may count.
 //! * **Error log**: a writer takes an index with `fetch_add` on the write count, writes the
@@ -84,6 +94,8 @@ pub const ERROR_RECORDS: usize = layout::ERROR_RECORDS;
 pub const ERROR_MESSAGE_MAX_BYTES: usize = layout::ERROR_MESSAGE_MAX_BYTES;
 /// The most members a control file describes.
 pub const MEMBERS_MAX: usize = layout::MEMBERS_MAX;
+/// The longest members list (`0=HOST:PORT,...` text, in bytes) a control file holds.
+pub const MEMBERS_LIST_MAX_BYTES: usize = layout::MEMBERS_LIST_MAX_BYTES;
 
 #[cfg(test)]
 mod tests;

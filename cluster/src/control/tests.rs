@@ -16,6 +16,8 @@ const IDENT: ControlIdent = ControlIdent {
     member_count: 3,
 };
 
+const MEMBERS: &str = "0=127.0.0.1:9010,1=127.0.0.1:9020,2=127.0.0.1:9030";
+
 fn poke(dir: &Path, byte_offset: u64, value: u64) {
     let file = fs::OpenOptions::new()
         .write(true)
@@ -28,7 +30,7 @@ fn poke(dir: &Path, byte_offset: u64, value: u64) {
 #[test]
 fn create_and_open_see_each_others_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let tool = ControlFile::open(dir.path()).unwrap();
     assert_eq!(tool.version(), FORMAT_VERSION);
     assert_eq!(
@@ -98,10 +100,10 @@ fn create_and_open_see_each_others_writes() {
 #[test]
 fn create_replaces_a_stale_file_and_a_mapped_reader_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let first = ControlFile::create(dir.path(), IDENT).unwrap();
+    let first = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     first.set_term(3);
     let old_reader = ControlFile::open(dir.path()).unwrap();
-    let second = ControlFile::create(dir.path(), IDENT).unwrap();
+    let second = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     assert_eq!(second.term(), 0, "a fresh file");
     assert_eq!(old_reader.term(), 3, "the old mapping is still valid");
     assert_eq!(ControlFile::open(dir.path()).unwrap().term(), 0);
@@ -118,16 +120,138 @@ fn create_checks_the_identity() {
             ..IDENT
         };
         assert!(matches!(
-            ControlFile::create(dir.path(), ident),
+            ControlFile::create(dir.path(), ident, MEMBERS),
             Err(ControlError::InvalidIdent { .. })
         ));
     }
 }
 
 #[test]
+fn members_list_round_trips_with_client_and_peer_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let given = "0=127.0.0.1:9010, 1=localhost:9020,2=[::1]:9030";
+    let _node = ControlFile::create(dir.path(), IDENT, given).unwrap();
+    let tool = ControlFile::open(dir.path()).unwrap();
+    let members = tool.member_endpoints().unwrap();
+    assert_eq!(
+        members,
+        crate::transport::MemberEndpoints::parse(given).unwrap()
+    );
+    let endpoints: Vec<(u32, String, String)> = members
+        .iter()
+        .map(|m| (m.id, m.client.to_string(), m.peer.to_string()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        [
+            (0, "127.0.0.1:9010".into(), "127.0.0.1:9011".into()),
+            (1, "127.0.0.1:9020".into(), "127.0.0.1:9021".into()),
+            (2, "[::1]:9030".into(), "[::1]:9031".into()),
+        ]
+    );
+    // Stored as given, length-prefixed, at byte 18304.
+    let bytes = fs::read(tool.path()).unwrap();
+    assert_eq!(bytes.len(), 19_328);
+    assert_eq!(
+        u64::from_ne_bytes(bytes[18_304..18_312].try_into().unwrap()),
+        given.len() as u64
+    );
+    assert_eq!(&bytes[18_312..18_312 + given.len()], given.as_bytes());
+    assert!(bytes[18_312 + given.len()..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn create_refuses_a_members_list_too_long_or_not_matching_the_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let padding = " ".repeat(MEMBERS_LIST_MAX_BYTES);
+    let long = format!("0=127.0.0.1:9010,{padding}1=127.0.0.1:9020,2=127.0.0.1:9030");
+    let err = ControlFile::create(dir.path(), IDENT, &long).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControlError::MembersListTooLong {
+                max_bytes: 1016,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("at most 1016"), "{err}");
+    assert!(!dir.path().join(CONTROL_FILE_NAME).exists());
+    // Exactly the limit is fine.
+    let fits = format!(
+        "0=127.0.0.1:9010,{}1=127.0.0.1:9020,2=127.0.0.1:9030",
+        " ".repeat(MEMBERS_LIST_MAX_BYTES - 50)
+    );
+    assert_eq!(fits.len(), MEMBERS_LIST_MAX_BYTES);
+    let _node = ControlFile::create(dir.path(), IDENT, &fits).unwrap();
+    assert_eq!(
+        ControlFile::open(dir.path())
+            .unwrap()
+            .member_endpoints()
+            .unwrap()
+            .len(),
+        3
+    );
+    for bad in [
+        "",
+        "garbage",
+        "0=127.0.0.1:9010,1=127.0.0.1:9020",
+        "0=127.0.0.1:9010,1=127.0.0.1:9020,3=127.0.0.1:9030",
+    ] {
+        let err = ControlFile::create(dir.path(), IDENT, bad).unwrap_err();
+        assert!(
+            matches!(err, ControlError::InvalidIdent { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_members_area_gives_a_typed_error_naming_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let _node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
+    let check = |offset: u64, bytes: &[u8], expected_offset: u64, needle: &str| {
+        let path = dir.path().join(CONTROL_FILE_NAME);
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(bytes, offset).unwrap();
+        let tool = ControlFile::open(dir.path()).expect("the rest of the file still opens");
+        let err = tool.member_endpoints().unwrap_err();
+        let ControlError::BadMembers {
+            offset: found_offset,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*found_offset, expected_offset, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("control.dat") && text.contains(needle),
+            "{text}"
+        );
+        // Restore the original area.
+        let mut area = vec![0_u8; 1024];
+        area[..8].copy_from_slice(&(MEMBERS.len() as u64).to_ne_bytes());
+        area[8..8 + MEMBERS.len()].copy_from_slice(MEMBERS.as_bytes());
+        file.write_all_at(&area, 18_304).unwrap();
+        file.write_all_at(&3_u64.to_ne_bytes(), 48).unwrap();
+        assert!(tool.member_endpoints().is_ok());
+    };
+    check(18_304, &0_u64.to_ne_bytes(), 18_304, "length 0");
+    check(18_304, &1017_u64.to_ne_bytes(), 18_304, "length 1017");
+    check(18_304, &u64::MAX.to_ne_bytes(), 18_304, "is not 1 to 1016");
+    check(18_312 + 5, &[0xFF, 0xFE], 18_317, "not UTF-8");
+    check(18_312, b"0=nonsense", 18_312, "0=nonsense");
+    check(18_312 + 17, b"5", 18_312, "does not list exactly");
+    // Header says 2 members; the list holds 3.
+    check(48, &2_u64.to_ne_bytes(), 18_312, "does not list exactly");
+}
+
+#[test]
 fn toggle_round_trip_with_a_node_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Arc::new(ControlFile::create(dir.path(), IDENT).unwrap());
+    let node = Arc::new(ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap());
     let tool = ControlFile::open(dir.path()).unwrap();
     let node_thread = {
         let node = Arc::clone(&node);
@@ -174,7 +298,7 @@ fn toggle_round_trip_with_a_node_thread() {
 #[test]
 fn second_request_is_busy_and_poll_takes_a_request_once() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let tool = ControlFile::open(dir.path()).unwrap();
     let other_tool = ControlFile::open(dir.path()).unwrap();
     let first = tool.request(Action::Suspend).unwrap();
@@ -213,7 +337,7 @@ fn second_request_is_busy_and_poll_takes_a_request_once() {
 #[test]
 fn wait_for_times_out_naming_the_action() {
     let dir = tempfile::tempdir().unwrap();
-    let _node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let _node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let tool = ControlFile::open(dir.path()).unwrap();
     let id = tool.request(Action::Shutdown).unwrap();
     let err = tool.wait_for(id, Duration::from_millis(5)).unwrap_err();
@@ -233,7 +357,7 @@ fn wait_for_times_out_naming_the_action() {
 #[test]
 fn wait_for_a_dead_node_fails_fast() {
     let dir = tempfile::tempdir().unwrap();
-    let _node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let _node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     poke(dir.path(), 24, u64::from(i32::MAX as u32)); // pid above any pid_max
     let tool = ControlFile::open(dir.path()).unwrap();
     assert!(!tool.is_owner_alive());
@@ -254,7 +378,7 @@ fn wait_for_a_dead_node_fails_fast() {
 #[test]
 fn is_owner_alive_is_false_for_a_stale_file() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     assert!(node.is_owner_alive());
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = u64::from(child.id());
@@ -272,7 +396,7 @@ fn is_owner_alive_is_false_for_a_stale_file() {
 #[test]
 fn unknown_action_code_is_completed_as_unsupported() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let id = node.request(Action::Snapshot).unwrap();
     // Rewrite the pending toggle's action code to one this build does not know.
     poke(dir.path(), 1280, (id.seq() << 16) | (2 << 8) | 0x42);
@@ -283,7 +407,7 @@ fn unknown_action_code_is_completed_as_unsupported() {
 #[test]
 fn error_ring_keeps_the_newest_records() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let tool = ControlFile::open(dir.path()).unwrap();
     assert!(tool.errors().is_empty());
     node.record_error(10, 7, "first");
@@ -316,7 +440,7 @@ fn error_ring_keeps_the_newest_records() {
 #[test]
 fn long_messages_are_cut_on_a_character_boundary() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let message = "é".repeat(200); // 400 bytes of two-byte characters
     node.record_error(1, 1, &message);
     let read = &node.errors()[0].message;
@@ -336,7 +460,7 @@ fn long_messages_are_cut_on_a_character_boundary() {
 #[test]
 fn error_ring_stays_consistent_under_a_concurrent_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Arc::new(ControlFile::create(dir.path(), IDENT).unwrap());
+    let node = Arc::new(ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap());
     let tool = ControlFile::open(dir.path()).unwrap();
     let writer = {
         let node = Arc::clone(&node);
@@ -389,7 +513,7 @@ fn open_reports_missing_files_and_directories() {
         Err(ControlError::NotADirectory { .. })
     ));
     assert!(matches!(
-        ControlFile::create(dir.path().join("nope"), IDENT),
+        ControlFile::create(dir.path().join("nope"), IDENT, MEMBERS),
         Err(ControlError::DirNotFound { .. })
     ));
 }
@@ -398,7 +522,7 @@ fn open_reports_missing_files_and_directories() {
 fn open_reports_bad_files_with_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(CONTROL_FILE_NAME);
-    let _node = ControlFile::create(dir.path(), IDENT).unwrap();
+    let _node = ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap();
     let good = fs::read(&path).unwrap();
 
     let check = |bytes: &[u8], expected: fn(&ControlError) -> bool| {
@@ -424,13 +548,25 @@ fn open_reports_bad_files_with_typed_errors() {
         matches!(e, ControlError::BadMagic { .. })
     });
     let mut wrong_version = good.clone();
-    wrong_version[8..16].copy_from_slice(&2_u64.to_ne_bytes());
+    wrong_version[8..16].copy_from_slice(&1_u64.to_ne_bytes());
     check(&wrong_version, |e| {
         matches!(
             e,
             ControlError::Version {
-                found: 2,
-                expected: 1,
+                found: 1,
+                expected: 2,
+                ..
+            }
+        )
+    });
+    let mut bad_area = good.clone();
+    bad_area[96..104].copy_from_slice(&512_u64.to_ne_bytes());
+    check(&bad_area, |e| {
+        matches!(
+            e,
+            ControlError::Corrupt {
+                what: "members area length",
+                value: 512,
                 ..
             }
         )
@@ -475,7 +611,7 @@ proptest! {
         content.resize(len, 0xA5);
         if keep_magic && content.len() >= 16 {
             content[..8].copy_from_slice(b"TNDMCTRL");
-            content[8..16].copy_from_slice(&1_u64.to_ne_bytes());
+            content[8..16].copy_from_slice(&FORMAT_VERSION.to_ne_bytes());
         }
         fs::write(dir.path().join(CONTROL_FILE_NAME), &content).unwrap();
         prop_assert!(ControlFile::open(dir.path()).is_err());
@@ -488,7 +624,7 @@ proptest! {
         cut in prop::option::of(0..FILE_LEN_BYTES),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        drop(ControlFile::create(dir.path(), IDENT).unwrap());
+        drop(ControlFile::create(dir.path(), IDENT, MEMBERS).unwrap());
         let path = dir.path().join(CONTROL_FILE_NAME);
         let mut content = fs::read(&path).unwrap();
         content[offset] = value;
@@ -500,6 +636,7 @@ proptest! {
             // Whatever the file holds, reading it must not panic.
             let _ = (file.role(), file.leader_id(), file.counters(), file.errors());
             let _ = (file.member_progress(0), file.pending_request(), file.is_owner_alive());
+            let _ = file.member_endpoints();
         } else {
             prop_assert!(cut.is_some() || offset < 128);
         }

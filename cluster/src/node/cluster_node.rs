@@ -14,7 +14,10 @@
 //!    segment per cycle, then reported), node state (written and fsynced, then
 //!    `StatePersisted`), snapshots (file + recording-log entry), purge, control-file fields.
 //! 4. `Flush` (the leader sends what it batched), carry out again, sync under `batch`.
-//! 5. Act on the control toggle; publish positions, counters and the status.
+//! 5. Act on the control toggle (cluster-wide actions go to the core as `Input::Operator`
+//!    and are answered when the core reports them applied here; `stop` and `purge` act on
+//!    this member); publish positions, counters and the status. When the core terminates
+//!    (`stop`, or a `shutdown` / `abort` entry applied) the agent loop ends.
 //!
 //! # Threading
 //!
@@ -35,7 +38,8 @@ use crate::agent::{
 };
 use crate::codec::{Ingress, PeerMessage};
 use crate::consensus::{
-    Authenticator, Command, Consensus, Input, LogPosition, LogStore, MemberId, Outbox, Term,
+    Authenticator, Command, Consensus, Input, LogPosition, LogStore, MemberId, OperatorAction,
+    Outbox, Term,
 };
 use crate::container::ServiceContainer;
 use crate::control::{
@@ -183,7 +187,9 @@ struct Inner<F: ServiceFactory> {
     sync_file: Option<(u64, File)>,
     state_hash: Option<StateHash<F::Service>>,
     hashed_at: u64,
-    snapshot_request: Option<RequestId>,
+    /// A cluster-wide action in progress: the toggle request, the core's request id, and
+    /// when it was taken (node clock).
+    operator_request: Option<(RequestId, u64, i64)>,
     stop_request: Option<RequestId>,
     purge_request: Option<(RequestId, u64)>,
     failed: Option<String>,
@@ -253,6 +259,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 member_id: cfg.member_id,
                 member_count: cfg.members.len() as u32,
             },
+            &cfg.members.to_string(),
         )
         .map_err(|source| NodeError::Control {
             dir: cfg.dir.clone(),
@@ -310,7 +317,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 sync_file: None,
                 state_hash: hooks.state_hash,
                 hashed_at: u64::MAX,
-                snapshot_request: None,
+                operator_request: None,
                 stop_request: None,
                 purge_request: None,
                 failed: None,
@@ -482,11 +489,6 @@ impl<F: ServiceFactory> Inner<F> {
                 Ok(()) => {
                     self.control.set_snapshot_position(snapshot.position.0);
                     self.control.increment(Counter::SnapshotsTaken);
-                    if let Some(req) = self.snapshot_request.take() {
-                        let _ = self
-                            .control
-                            .complete(req, ActionResult::ok(snapshot.position.0));
-                    }
                 }
                 Err(e) => self.fail(format!("snapshot not stored: {e}")),
             },
@@ -589,23 +591,13 @@ impl<F: ServiceFactory> Inner<F> {
         let Some((req, action)) = self.control.poll_request() else {
             return 0;
         };
-        let reject = |c: &ControlFile, code| {
-            let _ = c.complete(req, ActionResult::with_code(code));
-        };
         match action {
-            Action::Snapshot => {
-                if self.core.role() == Role::Leader && self.snapshot_request.is_none() {
-                    self.snapshot_request = Some(req);
-                    self.core
-                        .handle(Input::TakeSnapshot, &mut self.app, &mut self.out);
-                } else {
-                    // Forwarding to the leader is not implemented: run it on the leader.
-                    reject(&self.control, ResultCode::Rejected);
-                }
-            }
-            Action::Stop | Action::Shutdown => {
-                // `shutdown` is cluster-wide in Aeron; the core has no shutdown entry yet, so it
-                // stops this member only (handing over leadership first).
+            Action::Snapshot => self.start_operator(req, OperatorAction::Snapshot),
+            Action::Suspend => self.start_operator(req, OperatorAction::Suspend),
+            Action::Resume => self.start_operator(req, OperatorAction::Resume),
+            Action::Shutdown => self.start_operator(req, OperatorAction::Shutdown),
+            Action::Abort => self.start_operator(req, OperatorAction::Abort),
+            Action::Stop => {
                 self.stop_request = Some(req);
                 self.core.handle(Input::Stop, &mut self.app, &mut self.out);
             }
@@ -638,11 +630,60 @@ impl<F: ServiceFactory> Inner<F> {
                     );
                 }
             }
-            Action::Suspend | Action::Resume | Action::Abort => {
-                reject(&self.control, ResultCode::Unsupported);
-            }
         }
         1
+    }
+
+    /// A cluster-wide action, on any member: through the core (forwarded to the leader and
+    /// carried out by every member when it applies the entry); answered in
+    /// [`Inner::complete_operator`].
+    fn start_operator(&mut self, req: RequestId, action: OperatorAction) {
+        if self.operator_request.is_some() || self.core.is_closed() {
+            let _ = self
+                .control
+                .complete(req, ActionResult::with_code(ResultCode::Rejected));
+            return;
+        }
+        // Unique across restarts of this member, so an entry appended for an earlier
+        // incarnation never completes this request.
+        let id = wall_ns().max(1);
+        self.operator_request = Some((req, id, self.now_ns));
+        self.core
+            .handle(Input::Operator { action, id }, &mut self.app, &mut self.out);
+    }
+
+    /// Answers the cluster-wide action in progress once the core applied its entry here (after
+    /// the snapshot was stored, for `snapshot` and `shutdown`: value = the snapshot position;
+    /// otherwise the entry's end position), or fails it after [`OPERATOR_TIMEOUT_NS`] (no
+    /// leader, or the request was lost with a leader: the operator retries).
+    fn complete_operator(&mut self) {
+        let Some((req, id, since)) = self.operator_request else {
+            return;
+        };
+        if let Some(done) = self.core.take_operator_done() {
+            if done.id != id {
+                return;
+            }
+            self.operator_request = None;
+            tracing::info!(member = self.cfg.member_id, action = %done.action, position = done.position.0, "operator action done");
+            let _ = self
+                .control
+                .complete(req, ActionResult::ok(done.position.0));
+        } else if self.now_ns - since >= OPERATOR_TIMEOUT_NS {
+            self.operator_request = None;
+            self.core.cancel_operator_request();
+            let what = format!(
+                "{} request not carried out within {} s (no leader, or the request was lost \
+                 with a leader): retry",
+                req.action(),
+                OPERATOR_TIMEOUT_NS / 1_000_000_000
+            );
+            tracing::warn!(member = self.cfg.member_id, "{what}");
+            self.control.record_error(wall_ns(), 3, &what);
+            let _ = self
+                .control
+                .complete(req, ActionResult::with_code(ResultCode::Failed));
+        }
     }
 
     fn publish(&mut self, shared: &Shared) {
@@ -729,6 +770,7 @@ impl<F: ServiceFactory> Inner<F> {
         }
         work += self.poll_control();
         work += self.run_commands();
+        self.complete_operator();
         self.record_terms();
         if let Err(e) = self.net.flush() {
             tracing::debug!(member = self.cfg.member_id, error = %e, "network flush failed");
@@ -744,6 +786,11 @@ impl<F: ServiceFactory> Inner<F> {
         work
     }
 }
+
+/// How long a node waits for a cluster-wide action it forwarded to be applied before it
+/// answers `Failed` (the tool's own timeout may be shorter; the operator then retries once the
+/// toggle is free again).
+const OPERATOR_TIMEOUT_NS: i64 = 30_000_000_000;
 
 fn count_codec_drop(control: &ControlFile, e: &crate::CodecError) {
     match e {
@@ -796,8 +843,15 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
     fn on_close(&mut self) {
         if let Some(inner) = self.inner.as_mut() {
             inner.publish(&self.shared);
+            inner.complete_operator();
             if let Some(req) = inner.stop_request.take() {
                 let _ = inner.control.complete(req, ActionResult::ok(0));
+            }
+            if let Some((req, _, _)) = inner.operator_request.take() {
+                // Closed before the action was applied here.
+                let _ = inner
+                    .control
+                    .complete(req, ActionResult::with_code(ResultCode::Failed));
             }
         }
         self.inner = None;

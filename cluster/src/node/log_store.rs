@@ -7,25 +7,23 @@
 //! * **Logical start.** The archive purges whole segments; the core purges at any frame
 //!   boundary at or below its newest snapshot. The store keeps the core's start position and
 //!   the term of the frame ending there, and reads nothing below it.
-//! * **Padding.** The archive closes a segment's tail with a padding frame written together
-//!   with the first frame of the next segment, never replicates padding and refuses it in
-//!   `append_encoded`. The current core, however, advances a follower's next position by the
-//!   bytes it sent (`prev + run length`) and walks frames contiguously, so it must see the
-//!   padding as a frame. The store therefore serves every padding of 48 bytes or more as a
-//!   padding frame (`EntryType::Padding`, term 0, zero payload) from [`LogStore::read`] and
-//!   [`LogStore::read_run`], and a follower that receives one keeps it *pending* (its end
-//!   moves to the segment boundary) until the next frame, which the archive then places at
-//!   the segment boundary and pads itself. A padding of fewer than 48 bytes cannot be
-//!   expressed as a cluster frame: it is served as an empty run (replication to that
-//!   follower stalls at that position, logged); see the crate notes.
+//! * **Positions across padding.** The archive closes a segment's tail with padding (a padding
+//!   frame, or fewer than 48 zero bytes) written together with the frame that follows at the
+//!   next segment's base; it never serves padding ([`Log::raw_frames`] and [`Log::frames`] skip
+//!   it) and places every appended frame itself ([`Log::append_encoded`] regenerates padding).
+//!   The store reports where frames lie ([`LogStore::next_frame`], [`LogStore::read_frames`],
+//!   the end returned by an append), so the core never counts bytes across a padding, and a
+//!   follower's archive places each replicated frame where the leader's did (its CRC covers
+//!   its position, so a frame that landed elsewhere is refused). Every member must use the
+//!   same segment length.
 //!
 //! Operating errors of the archive (a full disk, an I/O error) cannot be returned through
 //! `LogStore` (its methods are infallible): they panic with the path and position.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
 
-use crate::codec::frame::{EntryType, Frame, FrameHeader, encode_frame};
+use crate::codec::frame::{EntryType, Frame, FrameHeader};
+use crate::consensus::storage::{FrameRun, LocatedFrame};
 use crate::consensus::{LogPosition, LogStore, SessionId, Term};
 use tandem_archive::{FrameHeader as ArchiveHeader, HEADER_LEN, Log, align_frame_len};
 
@@ -38,17 +36,8 @@ pub struct ArchiveLogStore {
     start: LogPosition,
     /// Term of the frame ending at `start`.
     start_term: Term,
-    /// A padding received from the leader and not yet followed by a frame:
-    /// (position, length). The archive's append position is `position`; ours is its end.
-    pending_pad: Option<(u64, u64)>,
-    /// Encoded padding frames (48 bytes or more) by position, as served by `read_run`.
-    pads: BTreeMap<u64, Box<[u8]>>,
-    /// Positions of paddings shorter than a frame header (not expressible as a frame).
-    tiny_pads: BTreeSet<u64>,
     /// The core's commit position as last reported by the runtime (truncation floor).
     commit_floor: Cell<u64>,
-    /// Times a tiny padding blocked a read.
-    tiny_pad_stalls: Cell<u64>,
 }
 
 fn archive_header(h: &FrameHeader) -> ArchiveHeader {
@@ -62,34 +51,32 @@ fn archive_header(h: &FrameHeader) -> ArchiveHeader {
     }
 }
 
-fn padding_header() -> FrameHeader {
-    FrameHeader {
-        entry_type: EntryType::Padding,
-        flags: 0,
-        term: Term(0),
-        session_id: SessionId(0),
-        sequence: 0,
-        timestamp: 0,
-    }
-}
-
-fn encode_padding(len: u64) -> Box<[u8]> {
-    let len = len as usize;
-    assert!(len >= HEADER_LEN && len.is_multiple_of(8));
-    let mut out = Vec::with_capacity(len);
-    encode_frame(&mut out, &padding_header(), &vec![0u8; len - HEADER_LEN]);
-    debug_assert_eq!(out.len(), len);
-    out.into_boxed_slice()
-}
-
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
+fn located<'a>(f: &tandem_archive::Frame<'a>) -> Option<LocatedFrame<'a>> {
+    Some(LocatedFrame {
+        position: LogPosition(f.position),
+        end: LogPosition(f.next_position()),
+        frame: Frame {
+            header: FrameHeader {
+                entry_type: EntryType::from_code(f.header.frame_type).ok()?,
+                flags: f.header.flags,
+                term: Term(f.header.term),
+                session_id: SessionId(f.header.session_id),
+                sequence: f.header.sequence,
+                timestamp: f.header.timestamp,
+            },
+            payload: f.payload,
+            len_aligned: f.aligned_len(),
+        },
+    })
+}
+
 impl ArchiveLogStore {
     /// Wraps an opened (recovered) log. `start`/`start_term`: the core's log start (the newest
-    /// snapshot's position and term when the log holds it, else the archive's start). Scans
-    /// the log once for segment paddings.
+    /// snapshot's position and term when the log holds it, else the archive's start).
     ///
     /// # Panics
     /// If `start` lies outside the archive's log.
@@ -101,44 +88,12 @@ impl ArchiveLogStore {
             log.append_position()
         );
         let segment_len_bytes = log.config().segment_len_bytes;
-        let mut store = Self {
+        Self {
             log,
             segment_len_bytes,
             start,
             start_term,
-            pending_pad: None,
-            pads: BTreeMap::new(),
-            tiny_pads: BTreeSet::new(),
             commit_floor: Cell::new(0),
-            tiny_pad_stalls: Cell::new(0),
-        };
-        store.scan_paddings();
-        store
-    }
-
-    fn scan_paddings(&mut self) {
-        let from = self.log.start_position();
-        let end = self.log.append_position();
-        let mut found = Vec::new();
-        if let Ok(frames) = self.log.frames(from, end) {
-            let mut prev_end = from;
-            for f in frames {
-                if f.position != prev_end {
-                    found.push((prev_end, f.position - prev_end));
-                }
-                prev_end = f.next_position();
-            }
-        }
-        for (at, len) in found {
-            self.note_padding(at, len);
-        }
-    }
-
-    fn note_padding(&mut self, at: u64, len: u64) {
-        if len >= HEADER_LEN as u64 {
-            self.pads.insert(at, encode_padding(len));
-        } else {
-            self.tiny_pads.insert(at);
         }
     }
 
@@ -147,17 +102,12 @@ impl ArchiveLogStore {
         &self.log
     }
 
-    /// Makes appended frames durable (`Log::sync`): returns the durable position, which also
-    /// covers a pending padding once everything before it is durable.
+    /// Makes appended frames durable (`Log::sync`): returns the durable position.
     ///
     /// # Errors
     /// The archive's sync error.
     pub fn sync(&mut self) -> tandem_archive::Result<u64> {
-        let durable = self.log.sync()?;
-        Ok(match self.pending_pad {
-            Some((at, len)) if durable >= at => at + len,
-            _ => durable,
-        })
+        self.log.sync()
     }
 
     /// Tells the store the core's commit position (the floor a truncation may not go below).
@@ -167,68 +117,38 @@ impl ArchiveLogStore {
         }
     }
 
-    /// Times replication stalled on a padding shorter than a frame header.
-    pub fn tiny_pad_stalls(&self) -> u64 {
-        self.tiny_pad_stalls.get()
-    }
-
-    /// Paddings the store knows (positions, for tests).
-    pub fn padding_positions(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self.pads.keys().copied().collect();
-        v.extend(self.tiny_pads.iter().copied());
-        v.sort_unstable();
-        v
-    }
-
-    /// The archive's append position (below `end()` while a padding is pending).
+    /// The archive's append position (the same as [`LogStore::end`]).
     pub fn archive_end(&self) -> u64 {
         self.log.append_position()
     }
 
-    fn segment_end(&self, position: u64) -> u64 {
-        (position & !(self.segment_len_bytes - 1)) + self.segment_len_bytes
-    }
-
-    fn padding_at(&self, position: u64) -> Option<u64> {
-        if let Some((at, len)) = self.pending_pad
-            && at == position
-        {
-            return Some(len);
-        }
-        if self.pads.contains_key(&position) || self.tiny_pads.contains(&position) {
-            return Some(self.segment_end(position) - position);
-        }
-        None
-    }
-
-    /// Records the padding the archive wrote if a frame of `aligned` bytes ending at
-    /// `new_end` rolled over from `before`.
-    fn after_append(&mut self, before: u64, new_end: u64, aligned: u64) {
-        let at = new_end - aligned;
-        if at != before {
-            assert_eq!(
-                at,
-                self.segment_end(before),
-                "a frame may only move to the next segment"
-            );
-            match self.pending_pad.take() {
-                Some((pad_at, len)) => {
-                    assert_eq!(
-                        (pad_at, pad_at + len),
-                        (before, at),
-                        "replicated padding disagrees with the archive's segment roll"
-                    );
+    /// Where each segment padding in the log begins (walks the whole log: for tests and
+    /// tools).
+    pub fn padding_positions(&self) -> Vec<u64> {
+        let mut found = Vec::new();
+        if let Ok(frames) = self.log.frames(self.start.0, self.log.append_position()) {
+            let mut prev_end = self.start.0;
+            for f in frames {
+                if f.position != prev_end {
+                    found.push(prev_end);
                 }
-                None => self.note_padding(before, at - before),
+                prev_end = f.next_position();
             }
-        } else {
-            assert!(
-                self.pending_pad.is_none(),
-                "a frame after a replicated padding at {before} fitted in the padding: \
-                 segment lengths differ between members, or a new leader's first frame fits \
-                 in a padding it received (unsupported)"
-            );
         }
+        found
+    }
+
+    /// The boundary before the frame beginning at `at`: `at` itself, or, where padding closes
+    /// the previous segment, the end of the last frame before it.
+    fn boundary_before(&self, at: u64) -> u64 {
+        if at <= self.start.0 || !at.is_multiple_of(self.segment_len_bytes) {
+            return at;
+        }
+        let from = (at - self.segment_len_bytes).max(self.start.0);
+        let Ok(frames) = self.log.frames(from, at) else {
+            return at;
+        };
+        frames.last().map_or(from, |f| f.next_position())
     }
 }
 
@@ -238,10 +158,7 @@ impl LogStore for ArchiveLogStore {
     }
 
     fn end(&self) -> LogPosition {
-        match self.pending_pad {
-            Some((at, len)) => LogPosition(at + len),
-            None => LogPosition(self.log.append_position()),
-        }
+        LogPosition(self.log.append_position())
     }
 
     fn term_at(&self, position: LogPosition) -> Option<Term> {
@@ -250,11 +167,6 @@ impl LogStore for ArchiveLogStore {
         }
         if position == self.start {
             return Some(self.start_term);
-        }
-        if let Some((at, len)) = self.pending_pad
-            && position.0 == at + len
-        {
-            return self.term_at(LogPosition(at));
         }
         Some(
             self.log
@@ -267,73 +179,51 @@ impl LogStore for ArchiveLogStore {
         if position <= self.start || position > self.end() {
             return self.start;
         }
-        let mut byte = position.0 - 1;
-        if let Some((at, _)) = self.pending_pad
-            && byte >= at
-        {
-            if at <= self.start.0 {
-                return self.start;
-            }
-            byte = at - 1;
-        }
+        let byte = position.0 - 1;
         let terms = self.log.term_starts();
         let idx = terms.partition_point(|&(_, s)| s <= byte);
-        if idx == 0 {
-            self.start
-        } else {
-            LogPosition(terms[idx - 1].1).max(self.start)
+        if idx == 0 || terms[idx - 1].1 <= self.start.0 {
+            return self.start;
         }
+        // A term that begins at a segment base after padding: the run begins (as a boundary)
+        // where the padding does.
+        LogPosition(self.boundary_before(terms[idx - 1].1))
     }
 
-    fn read(&self, position: LogPosition) -> Option<Frame<'_>> {
+    fn next_frame(&self, position: LogPosition) -> Option<LocatedFrame<'_>> {
         if position < self.start || position >= self.end() {
             return None;
         }
-        if let Some(len) = self.padding_at(position.0) {
-            return Some(Frame {
-                header: padding_header(),
-                payload: &[],
-                len_aligned: len as usize,
-            });
-        }
-        let f = self.log.frame_at(position.0).ok()?;
-        if f.position != position.0 {
-            return None;
-        }
-        Some(Frame {
-            header: FrameHeader {
-                entry_type: EntryType::from_code(f.header.frame_type).ok()?,
-                flags: f.header.flags,
-                term: Term(f.header.term),
-                session_id: SessionId(f.header.session_id),
-                sequence: f.header.sequence,
-                timestamp: f.header.timestamp,
-            },
-            payload: f.payload,
-            len_aligned: f.aligned_len(),
-        })
+        let f = self
+            .log
+            .frames(position.0, self.log.append_position())
+            .ok()?
+            .next()?;
+        located(&f)
     }
 
-    fn read_run(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> &[u8] {
+    fn read_frames(&self, from: LogPosition, max_bytes: usize, max_frames: usize) -> FrameRun<'_> {
+        let empty = FrameRun {
+            position: from,
+            end: from,
+            bytes: &[],
+        };
         if from < self.start || from >= self.end() || max_frames == 0 {
-            return &[];
+            return empty;
         }
-        if let Some(pad) = self.pads.get(&from.0) {
-            return pad;
-        }
-        if self.tiny_pads.contains(&from.0) {
-            self.tiny_pad_stalls.set(self.tiny_pad_stalls.get() + 1);
-            tracing::error!(
-                position = from.0,
-                "a padding shorter than a frame header cannot be replicated by this core"
-            );
-            return &[];
-        }
-        let Ok(raw) = self
+        let append = self.log.append_position();
+        // Where the first frame lies (past any padding at `from`).
+        let Some(first) = self
             .log
-            .raw_frames(from.0, self.log.append_position(), max_bytes)
+            .frames(from.0, append)
+            .ok()
+            .and_then(|mut f| f.next())
+            .map(|f| f.position)
         else {
-            return &[];
+            return empty;
+        };
+        let Ok(raw) = self.log.raw_frames(first, append, max_bytes) else {
+            return empty;
         };
         let (mut off, mut n) = (0usize, 0usize);
         while off + HEADER_LEN <= raw.len() && n < max_frames {
@@ -344,18 +234,21 @@ impl LogStore for ArchiveLogStore {
             off += align_frame_len(len);
             n += 1;
         }
-        &raw[..off.min(raw.len())]
+        let off = off.min(raw.len());
+        FrameRun {
+            position: LogPosition(first),
+            end: LogPosition(first + off as u64),
+            bytes: &raw[..off],
+        }
     }
 
     fn append(&mut self, header: &FrameHeader, payload: &[u8]) -> LogPosition {
         let before = self.log.append_position();
-        let new_end = self
+        let end = self
             .log
             .append(&archive_header(header), payload)
             .unwrap_or_else(|e| panic!("log append at {before} failed: {e}"));
-        let aligned = align_frame_len(HEADER_LEN + payload.len()) as u64;
-        self.after_append(before, new_end, aligned);
-        LogPosition(new_end)
+        LogPosition(end)
     }
 
     fn append_raw(&mut self, raw: &[u8]) -> LogPosition {
@@ -365,28 +258,14 @@ impl LogStore for ArchiveLogStore {
             frame_len >= HEADER_LEN && align_frame_len(frame_len) == raw.len(),
             "append_raw takes exactly one frame"
         );
-        let frame_type = u16::from_le_bytes([raw[8], raw[9]]);
-        if frame_type == EntryType::Padding as u16 {
-            let at = self.end().0;
-            assert!(self.pending_pad.is_none(), "two paddings in a row at {at}");
-            let len = raw.len() as u64;
-            assert_eq!(
-                at + len,
-                self.segment_end(at),
-                "a replicated padding at {at} of {len} bytes does not close this member's \
-                 segment: segment lengths differ between members"
-            );
-            self.pending_pad = Some((at, len));
-            self.pads.insert(at, raw.to_vec().into_boxed_slice());
-            return LogPosition(at + len);
-        }
         let before = self.log.append_position();
-        let new_end = self
-            .log
-            .append_encoded(raw)
-            .unwrap_or_else(|e| panic!("replicated frame refused at {before}: {e}"));
-        self.after_append(before, new_end, raw.len() as u64);
-        LogPosition(new_end)
+        let end = self.log.append_encoded(raw).unwrap_or_else(|e| {
+            panic!(
+                "replicated frame refused after {before} (segment lengths must agree across \
+                 members): {e}"
+            )
+        });
+        LogPosition(end)
     }
 
     fn truncate(&mut self, position: LogPosition) {
@@ -396,29 +275,15 @@ impl LogStore for ArchiveLogStore {
             self.start,
             self.end()
         );
-        if let Some((at, len)) = self.pending_pad {
-            if position.0 == at + len {
-                return;
-            }
-            self.pending_pad = None;
-            self.pads.remove(&at);
-        }
-        if position.0 < self.log.append_position() {
-            self.log
-                .truncate(position.0, self.commit_floor.get())
-                .unwrap_or_else(|e| panic!("log truncate at {position} failed: {e}"));
-        }
-        let _ = self.pads.split_off(&position.0);
-        let _ = self.tiny_pads.split_off(&position.0);
+        self.log
+            .truncate(position.0, self.commit_floor.get())
+            .unwrap_or_else(|e| panic!("log truncate at {position} failed: {e}"));
     }
 
     fn reset(&mut self, position: LogPosition, term: Term) {
         self.log
             .reset(position.0, term.0)
             .unwrap_or_else(|e| panic!("log reset to {position} failed: {e}"));
-        self.pending_pad = None;
-        self.pads.clear();
-        self.tiny_pads.clear();
         self.start = position;
         self.start_term = term;
         self.commit_floor.set(position.0);
@@ -432,12 +297,9 @@ impl LogStore for ArchiveLogStore {
         let term = self.term_at(below).expect("in range");
         self.start = below;
         self.start_term = term;
-        let physical = below.0.min(self.log.append_position());
-        if let Err(e) = self.log.purge_below(physical) {
+        if let Err(e) = self.log.purge_below(below.0) {
             tracing::error!(position = below.0, error = %e, "purging log segments failed");
         }
-        self.pads = self.pads.split_off(&below.0);
-        self.tiny_pads = self.tiny_pads.split_off(&below.0);
     }
 }
 
@@ -474,19 +336,26 @@ mod tests {
     }
 
     /// Replicates `leader` into `follower` the way the core does: runs from the follower's
-    /// end, the next position advanced by the bytes sent, frames appended one by one.
+    /// end, the next position taken from the run, frames appended one by one.
     fn replicate(leader: &ArchiveLogStore, follower: &mut ArchiveLogStore) {
         let mut next = follower.end();
         while next < leader.end() {
-            let run = leader.read_run(next, 8 * 1024, 16).to_vec();
-            assert!(!run.is_empty(), "stalled at {next}");
-            for item in FrameIter::new(&run) {
+            let run = leader.read_frames(next, 8 * 1024, 16);
+            assert!(!run.bytes.is_empty(), "stalled at {next}");
+            for item in FrameIter::new(run.bytes) {
                 let (_, raw) = item.unwrap();
                 follower.append_raw(raw);
             }
-            next = next.advance(run.len() as u64);
+            next = run.end;
             assert_eq!(follower.end(), next, "positions agree");
         }
+    }
+
+    /// Payload length of a frame that leaves `tail` bytes in the segment after `end`.
+    fn payload_leaving(end: LogPosition, tail: u64) -> usize {
+        let room = SEG - end.0 % SEG;
+        assert!(room >= tail + HEADER_LEN as u64);
+        (room - tail) as usize - HEADER_LEN
     }
 
     #[test]
@@ -506,9 +375,11 @@ mod tests {
         let f = log.read(LogPosition(112)).unwrap();
         assert_eq!((f.payload.len(), f.header.sequence), (1, 2));
         assert!(log.read(LogPosition(113)).is_none());
+        let n = log.next_frame(LogPosition(112)).unwrap();
+        assert_eq!((n.position, n.end), (LogPosition(112), LogPosition(168)));
         assert_eq!(log.read_run(LogPosition(0), 10_000, 2).len(), 168);
-        assert_eq!(log.read_run(LogPosition(0), 1, 64).len(), 112);
-        assert_eq!(log.read_run(LogPosition(216), 1, 64).len(), 0);
+        assert_eq!(log.read_frames(LogPosition(0), 1, 64).end, LogPosition(112));
+        assert!(log.read_frames(LogPosition(216), 1, 64).bytes.is_empty());
     }
 
     #[test]
@@ -538,72 +409,77 @@ mod tests {
     }
 
     #[test]
-    fn positions_agree_across_a_segment_roll_and_a_restart() {
+    fn tiny_and_large_paddings_replicate_and_truncate() {
         let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut leader = open(d1.path());
         let mut follower = open(d2.path());
-        // 1048-byte frames: 62 fit a 64 KiB segment, leaving a 560-byte padding.
-        for i in 0..200u64 {
-            leader.append(&hdr(1 + i / 70, i + 1), &[i as u8; 1000]);
-            if i % 37 == 0 {
-                replicate(&leader, &mut follower);
-            }
+        let mut seq = 0u64;
+        let mut pads = Vec::new();
+        // Every tail from 8 to 40 bytes (implicit padding), then a few padding frames.
+        for (k, tail) in (8..=40).step_by(8).chain([48, 560, 4000]).enumerate() {
+            let term = 1 + 2 * k as u64;
+            seq += 1;
+            let end = leader.end();
+            let n = payload_leaving(end, tail);
+            let end = leader.append(&hdr(term, seq), &vec![seq as u8; n]);
+            assert_eq!(SEG - end.0 % SEG, tail);
+            pads.push(end.0);
+            // The next frame does not fit in the tail: it lands at the next segment's base.
+            seq += 1;
+            let big = tail as usize + 100;
+            let after = leader.append(&hdr(term + 1, seq), &vec![1u8; big]);
+            assert_eq!(after.0 % SEG, frame_len(big) as u64);
+            assert_eq!(
+                leader.term_run_start(after),
+                end,
+                "a run begins where padding does"
+            );
+            let f = leader.next_frame(end).unwrap();
+            assert_eq!(f.position.0, end.0 + tail);
+            assert!(leader.read(end).is_none());
+            replicate(&leader, &mut follower);
         }
-        replicate(&leader, &mut follower);
-        assert_eq!(leader.end(), follower.end());
-        assert_eq!(leader.padding_positions(), follower.padding_positions());
-        assert_eq!(leader.padding_positions().len(), 3);
-        // Walk both logs frame by frame as the core's apply loop does.
-        let mut pos = leader.start().0;
-        let mut seqs = Vec::new();
-        while pos < leader.end() {
-            let (a, b) = (leader.read(pos).unwrap(), follower.read(pos).unwrap());
-            assert_eq!(a.header, b.header);
-            assert_eq!(a.payload, b.payload);
-            assert_eq!(leader.term_at(pos), follower.term_at(pos));
-            if a.header.entry_type == EntryType::SessionMessage {
-                seqs.push(a.header.sequence);
-            }
-            pos = pos.advance(a.len_aligned as u64);
-        }
-        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
-        // Truncate at a padding, then at a segment start, on the follower.
-        let pad = follower.padding_positions()[0];
-        let seg_start = LogPosition((pad | (SEG - 1)) + 1);
-        follower.truncate(seg_start);
-        assert_eq!(follower.end(), seg_start);
-        follower.truncate(LogPosition(pad));
-        assert_eq!(follower.end(), LogPosition(pad));
+        assert_eq!(follower.end(), leader.end());
+        assert_eq!(leader.padding_positions(), pads);
+        assert_eq!(follower.padding_positions(), pads);
+        // Truncate at a (tiny) padding, and at the base after one, then catch up again.
+        follower.truncate(LogPosition(pads[4] + (SEG - pads[4] % SEG)));
+        follower.truncate(LogPosition(pads[2]));
+        assert_eq!(follower.end(), LogPosition(pads[2]));
+        assert_eq!(
+            follower.term_at(LogPosition(pads[2])),
+            leader.term_at(LogPosition(pads[2]))
+        );
         replicate(&leader, &mut follower);
         assert_eq!(follower.end(), leader.end());
-        // Restart: paddings are found again.
+        // A different frame that fits in the tail goes where the padding was (a new leader's
+        // log that ended at the padding).
+        follower.truncate(LogPosition(pads[6]));
+        let end = follower.append(&hdr(99, 1), &[]);
+        assert_eq!(end.0, pads[6] + 48);
+        // Restart: nothing to rebuild; reads skip the paddings.
+        drop(follower);
         let end = leader.end();
         drop(leader);
         let leader = open(d1.path());
         assert_eq!(leader.end(), end);
-        assert_eq!(leader.padding_positions(), follower.padding_positions());
+        assert_eq!(leader.padding_positions(), pads);
         let dir3 = tempfile::tempdir().unwrap();
         let mut fresh = open(dir3.path());
         replicate(&leader, &mut fresh);
         assert_eq!(fresh.end(), end);
+        let mut pos = leader.start().0;
+        let mut n = 0;
+        while let Some(f) = leader.next_frame(pos) {
+            let g = fresh.next_frame(pos).unwrap();
+            assert_eq!(f, g);
+            pos = f.end;
+            n += 1;
+        }
+        assert_eq!((pos, n), (end, seq));
     }
 
-    #[test]
-    fn a_padding_shorter_than_a_header_cannot_be_replicated() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path());
-        // Five 13104-byte frames leave 16 bytes in the segment.
-        for i in 0..6u64 {
-            log.append(&hdr(1, i + 1), &vec![1u8; 13_104 - 48]);
-        }
-        let pad = 5 * 13_104;
-        assert_eq!(log.padding_positions(), vec![pad]);
-        let f = log.read(LogPosition(pad)).unwrap();
-        assert_eq!(
-            (f.header.entry_type, f.len_aligned),
-            (EntryType::Padding, 16)
-        );
-        assert!(log.read_run(LogPosition(pad), 1 << 20, 64).is_empty());
-        assert_eq!(log.tiny_pad_stalls(), 1);
+    fn frame_len(payload: usize) -> usize {
+        align_frame_len(HEADER_LEN + payload)
     }
 }

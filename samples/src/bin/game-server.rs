@@ -22,6 +22,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Runs one cluster member until SIGINT/SIGTERM, `cluster-tool DIR stop`, or a
     /// cluster-wide shutdown/abort.
@@ -34,7 +35,12 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Node(n) => match cli::node_config("game-server", &n.node) {
-            Ok(cfg) => cli::run_node("game-server", cfg, GameServer::default, NodeHooks::default()),
+            Ok(cfg) => cli::run_node(
+                "game-server",
+                cfg,
+                GameServer::default,
+                NodeHooks::default(),
+            ),
             Err(code) => code,
         },
         Command::Client(args) => game::client(&args),

@@ -35,6 +35,7 @@ struct KvNode {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Runs one cluster member until SIGINT/SIGTERM, `cluster-tool DIR stop`, or a
     /// cluster-wide shutdown/abort.

@@ -23,6 +23,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// A 3-member cluster inside this process: clients, the leader killed half way, a
     /// snapshot and purge, the killed member restarted, and checks.

@@ -23,7 +23,9 @@ pub struct KvLoad {
 impl KvLoad {
     /// A load seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { rng: Rng::new(seed) }
+        Self {
+            rng: Rng::new(seed),
+        }
     }
 }
 

@@ -193,7 +193,14 @@ pub fn run(
                 }
             }
         }
-        match poll_once(client, profile, &mut t, by_reply, &mut committed_seen, answered) {
+        match poll_once(
+            client,
+            profile,
+            &mut t,
+            by_reply,
+            &mut committed_seen,
+            answered,
+        ) {
             Ok(n) => {
                 if n == 0 && !did {
                     std::thread::sleep(Duration::from_micros(50));
@@ -207,7 +214,14 @@ pub fn run(
     }
     let drain_start = Instant::now();
     while error.is_none() && t.answered() < sent && drain_start.elapsed() < pace.drain {
-        match poll_once(client, profile, &mut t, by_reply, &mut committed_seen, answered) {
+        match poll_once(
+            client,
+            profile,
+            &mut t,
+            by_reply,
+            &mut committed_seen,
+            answered,
+        ) {
             Ok(0) => std::thread::sleep(Duration::from_micros(200)),
             Ok(_) => {}
             Err(e) => error = Some(e.to_string()),

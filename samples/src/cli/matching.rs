@@ -117,10 +117,7 @@ pub fn parse_commands(words: &[String]) -> Result<Vec<(String, Vec<u8>)>, String
         let num = |s: &String| s.parse::<u64>().map_err(|_| bad());
         let qty_price = |s: &String| -> Result<(u64, i64), String> {
             let (q, p) = s.split_once('@').ok_or_else(bad)?;
-            Ok((
-                q.parse().map_err(|_| bad())?,
-                p.parse().map_err(|_| bad())?,
-            ))
+            Ok((q.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
         };
         let req = match (cmd[0].as_str(), &cmd[1..]) {
             (side @ ("buy" | "sell"), [instr, qp, rest @ ..]) if rest.len() <= 1 => {
@@ -274,12 +271,15 @@ fn role_letter(r: Role) -> &'static str {
     }
 }
 
+/// `((snapshot position, leader asked), [(member, new log start)])`.
+type SnapshotAndPurge = ((u64, u32), Vec<(u32, u64)>);
+
 /// Asks `leader` for a snapshot, then every running member to purge its log behind it.
 fn snapshot_and_purge(
     nodes: &[Option<ClusterNode>],
     leader: u32,
     start: &Instant,
-) -> Result<((u64, u32), Vec<(u32, u64)>), String> {
+) -> Result<SnapshotAndPurge, String> {
     let node = nodes[leader as usize]
         .as_ref()
         .ok_or("the leader is not running")?;
@@ -538,7 +538,10 @@ fn demo_inner(args: &DemoArgs) -> Result<bool, String> {
         clients.push(c);
     }
     let totals = Totals::of(&reports);
-    println!("demo: load stopped; {} orders answered", totals.acked + totals.rejected);
+    println!(
+        "demo: load stopped; {} orders answered",
+        totals.acked + totals.rejected
+    );
 
     // Steps that did not happen during the load (a slow election on a loaded machine, a
     // very short run) happen now.
@@ -648,8 +651,7 @@ fn demo_inner(args: &DemoArgs) -> Result<bool, String> {
         .iter()
         .map(|p| p.next_order_id.load(Ordering::Relaxed))
         .collect();
-    let exactly_once = totals.duplicates == 0
-        && next_ids.iter().all(|&n| n == total_accepted + 1);
+    let exactly_once = totals.duplicates == 0 && next_ids.iter().all(|&n| n == total_accepted + 1);
     checks.push(Check {
         name: "every acknowledged order applied exactly once".into(),
         ok: exactly_once,

@@ -66,7 +66,12 @@ pub fn node_config(program: &str, args: &NodeArgs) -> Result<NodeConfig, ExitCod
 
 /// Runs one member until SIGINT/SIGTERM (graceful stop: a leader hands over first), a
 /// `cluster-tool DIR stop`, or a cluster-wide `shutdown`/`abort`.
-pub fn run_node<F>(program: &str, cfg: NodeConfig, factory: F, hooks: NodeHooks<F::Service>) -> ExitCode
+pub fn run_node<F>(
+    program: &str,
+    cfg: NodeConfig,
+    factory: F,
+    hooks: NodeHooks<F::Service>,
+) -> ExitCode
 where
     F: ServiceFactory + Send + 'static,
     F::Service: Send + 'static,

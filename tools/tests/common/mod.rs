@@ -22,6 +22,8 @@ pub const SEG: u64 = 64 * 1024;
 pub const PAYLOAD: usize = 1000;
 pub const CLUSTER_ID: u64 = 7;
 pub const MEMBER_ID: u32 = 1;
+/// The members list a [`FakeNode`] writes into its control file.
+pub const FAKE_MEMBERS: &str = "0=127.0.0.1:9010,1=127.0.0.1:9020,2=[::1]:9030";
 
 /// What a run of the tool printed and how it exited.
 #[derive(Debug)]
@@ -242,10 +244,11 @@ pub fn snapshot_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// How the fake node answers a request.
 pub type Answer = Box<dyn Fn(Action) -> ActionResult + Send>;
 
-/// A thread playing a node behind a control file: it answers toggle requests with
-/// `answer` and records the actions it saw.
+/// A thread playing a node behind a control file: it holds the directory's writer lock as a
+/// node does, answers toggle requests with `answer` and records the actions it saw.
 pub struct FakeNode {
     pub control: Arc<ControlFile>,
+    lock: Option<tandem_archive::DirLock>,
     stop: Arc<AtomicBool>,
     seen: Arc<std::sync::Mutex<Vec<Action>>>,
     thread: Option<JoinHandle<()>>,
@@ -254,6 +257,7 @@ pub struct FakeNode {
 impl FakeNode {
     /// Creates `<dir>/control.dat` for member `member_id` of 3, without answering requests.
     pub fn silent(dir: &Path, member_id: u32) -> FakeNode {
+        let lock = tandem_archive::DirLock::acquire(dir).expect("lock the node directory");
         let control = ControlFile::create(
             dir,
             ControlIdent {
@@ -261,10 +265,12 @@ impl FakeNode {
                 member_id,
                 member_count: 3,
             },
+            FAKE_MEMBERS,
         )
         .expect("create control file");
         FakeNode {
             control: Arc::new(control),
+            lock: Some(lock),
             stop: Arc::new(AtomicBool::new(false)),
             seen: Arc::default(),
             thread: None,
@@ -304,6 +310,11 @@ impl Drop for FakeNode {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(lock) = self.lock.take() {
+            let dir = lock.dir().to_path_buf();
+            drop(lock);
+            wait_unlocked(&dir);
         }
     }
 }
