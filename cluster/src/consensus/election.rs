@@ -589,7 +589,11 @@ impl<L: LogStore> Consensus<L> {
         let current_term_commit = self.log.term_at(self.commit) == Some(self.term);
         if self.commit >= target && self.durable >= target && current_term_commit {
             self.learner = false;
-            self.voted_for = Some(self.cfg.member_id);
+            // Occupy this term's vote (a wiped member may have voted in it before it lost its
+            // directory); a member that rejoined as a learner keeps the vote it already cast.
+            if self.voted_for.is_none() {
+                self.voted_for = Some(self.cfg.member_id);
+            }
             self.persist(true, out);
             let leader = self.leader;
             self.set_role(Role::Follower, leader, app, out);

@@ -174,6 +174,8 @@ struct Inner<F: ServiceFactory> {
     core: Consensus<ArchiveLogStore>,
     app: ServiceContainer<F>,
     files: NodeFiles,
+    /// The directory holds the rejoin-as-learner mark (see `files::unclean_restart`).
+    rejoin_marker: bool,
     net: NodeNetwork,
     control: Arc<ControlFile>,
     out: Outbox,
@@ -249,6 +251,10 @@ impl<F: ServiceFactory> NodeAgent<F> {
             opened.node_state,
             opened.snapshot.clone(),
         );
+        if opened.rejoin_as_learner {
+            core.rejoin_as_learner();
+        }
+        let rejoin_marker = opened.rejoin_as_learner;
         if let Some(a) = hooks.authenticator {
             core.set_authenticator(a);
         }
@@ -306,6 +312,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 core,
                 app: ServiceContainer::new(factory),
                 files: opened.files,
+                rejoin_marker,
                 net,
                 control: Arc::new(control),
                 out: Outbox::new(),
@@ -687,6 +694,12 @@ impl<F: ServiceFactory> Inner<F> {
     }
 
     fn publish(&mut self, shared: &Shared) {
+        if self.rejoin_marker && !self.core.is_learner() {
+            match super::files::clear_rejoin_marker(&self.cfg.dir) {
+                Ok(()) => self.rejoin_marker = false,
+                Err(e) => tracing::error!(error = %e, "cannot clear the rejoin-as-learner mark"),
+            }
+        }
         let core = &self.core;
         let c = &self.control;
         let store = core.log();

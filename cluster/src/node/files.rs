@@ -39,6 +39,76 @@ pub(crate) struct Opened {
     /// `None`: a new (or wiped, or never-promoted learner's) directory.
     pub(crate) node_state: Option<NodeState>,
     pub(crate) snapshot: Option<Arc<Snapshot>>,
+    /// The machine may have lost log data this member acknowledged (it rebooted since the
+    /// directory was last opened, under `fsync = none`), and the member has not caught up
+    /// since: it must rejoin as a learner (`Consensus::rejoin_as_learner`).
+    pub(crate) rejoin_as_learner: bool,
+}
+
+/// Records the kernel's boot id of the last start in the node directory.
+const BOOT_ID_FILE: &str = "boot-id";
+/// Present while the member must rejoin as a learner after losing unsynced data.
+const REJOIN_MARKER_FILE: &str = "rejoin-as-learner";
+
+fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let io = |e: std::io::Error| NodeError::Config(format!("cannot write {}: {e}", path.display()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(contents).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+/// Decides whether this start follows a machine crash that may have lost acknowledged log
+/// data, and keeps that decision on disk until [`clear_rejoin_marker`] (a learner persists
+/// nothing in its node state, so a second crash before it caught up must not make it a voter).
+fn unclean_restart(dir: &Path, cfg: &NodeConfig, fresh: bool) -> Result<bool> {
+    let marker = dir.join(REJOIN_MARKER_FILE);
+    let boot_id = current_boot_id();
+    let previous = std::fs::read_to_string(dir.join(BOOT_ID_FILE)).ok();
+    let rebooted = match (&previous, &boot_id) {
+        (Some(p), Some(b)) => p.trim() != b,
+        // A used directory without a boot id: assume the worst.
+        (None, _) => !fresh,
+        (Some(_), None) => false,
+    };
+    if rebooted && !fresh && cfg.fsync == tandem_archive::Durability::None && !marker.exists() {
+        tracing::warn!(
+            dir = %dir.display(),
+            "the machine restarted since this member last ran under fsync none: acknowledged \
+             log data may be lost, so it rejoins as a non-voting learner until caught up"
+        );
+        write_durably(dir, REJOIN_MARKER_FILE, b"rejoin as learner\n")?;
+    }
+    if let Some(b) = &boot_id {
+        write_durably(dir, BOOT_ID_FILE, format!("{b}\n").as_bytes())?;
+    }
+    Ok(marker.exists())
+}
+
+/// The member caught up and is a voter again: forget the mark.
+pub(crate) fn clear_rejoin_marker(dir: &Path) -> Result<()> {
+    let marker = dir.join(REJOIN_MARKER_FILE);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| NodeError::Config(format!("cannot sync {}: {e}", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NodeError::Config(format!(
+            "cannot remove {}: {e}",
+            marker.display()
+        ))),
+    }
 }
 
 fn archive_err(dir: &Path) -> impl FnOnce(tandem_archive::ArchiveError) -> NodeError + '_ {
@@ -75,6 +145,7 @@ impl NodeFiles {
         // A state file never stored since creation belongs to a new directory or to a learner
         // that was never promoted: it must not vote, unless this is the founding start.
         let fresh = node_state.sequence() <= 1;
+        let rejoin_as_learner = unclean_restart(dir, cfg, fresh)?;
         if fresh && cfg.bootstrap {
             let s = *node_state.state();
             node_state.store(&s).map_err(archive_err(dir))?;
@@ -117,6 +188,7 @@ impl NodeFiles {
             log,
             node_state,
             snapshot,
+            rejoin_as_learner,
         })
     }
 
