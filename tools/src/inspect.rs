@@ -101,6 +101,7 @@ pub fn entry_type_name(code: u16) -> String {
         Ok(EntryType::SnapshotMarker) => "snapshot-marker".into(),
         Ok(EntryType::ServiceMessage) => "service-message".into(),
         Ok(EntryType::OperatorAction) => "operator-action".into(),
+        Ok(EntryType::StateHash) => "state-hash".into(),
         Err(_) => format!("unknown({code})"),
     }
 }

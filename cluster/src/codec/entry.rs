@@ -10,6 +10,7 @@
 //! | `SnapshotMarker`    | 0              | 0                 | empty                                            |
 //! | `ServiceMessage`    | 0              | service message id| the message, raw                                 |
 //! | `OperatorAction`    | 0              | 0                 | action u8 (`OperatorAction` code), origin member u32, request id u64 |
+//! | `StateHash`         | 0              | 0                 | payload version u8 (1), snapshot position u64, hash u64 |
 //!
 //! Little-endian; the version is the frame's version byte.
 
@@ -160,6 +161,57 @@ impl OperatorActionPayload {
     }
 }
 
+/// Payload of a `StateHash` entry: the leader's hash of its service state at a snapshot
+/// position (DESIGN §5: followers compare it with their own and report divergence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateHashPayload {
+    /// The snapshot position the hash was computed at.
+    pub position: LogPosition,
+    /// The hash (from the node's state-hash hook).
+    pub hash: u64,
+}
+
+impl StateHashPayload {
+    /// Version of the payload layout written by this build.
+    pub const VERSION: u8 = 1;
+    /// Bytes of the encoded payload.
+    pub const LEN: usize = 1 + 8 + 8;
+
+    /// Appends the payload to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u8(Self::VERSION);
+        out.put_u64(self.position.0);
+        out.put_u64(self.hash);
+    }
+    /// Decodes a payload.
+    ///
+    /// # Errors
+    /// A [`CodecError`] on malformed input, an unknown version or a zero position.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(bytes, "state hash");
+        let version = r.u8()?;
+        if version != Self::VERSION {
+            return Err(CodecError::Version {
+                what: "state hash",
+                version,
+            });
+        }
+        let position = r.u64()?;
+        if position == 0 {
+            return Err(CodecError::Invalid {
+                what: "state hash position",
+                value: 0,
+            });
+        }
+        let v = Self {
+            position: LogPosition(position),
+            hash: r.u64()?,
+        };
+        r.finish()?;
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +275,34 @@ mod tests {
             extra.push(0);
             assert!(OperatorActionPayload::decode(&extra).is_err());
         }
+        let mut b = Vec::new();
+        let sh = StateHashPayload {
+            position: LogPosition(4096),
+            hash: 0x0123_4567_89AB_CDEF,
+        };
+        sh.encode(&mut b);
+        assert_eq!(b.len(), StateHashPayload::LEN);
+        assert_eq!(StateHashPayload::decode(&b), Ok(sh));
+        for cut in 0..b.len() {
+            assert!(StateHashPayload::decode(&b[..cut]).is_err());
+        }
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(StateHashPayload::decode(&extra).is_err());
+        let mut bad_version = b.clone();
+        bad_version[0] = 2;
+        assert!(matches!(
+            StateHashPayload::decode(&bad_version),
+            Err(CodecError::Version { .. })
+        ));
+        let mut zero = Vec::new();
+        StateHashPayload {
+            position: LogPosition(0),
+            hash: 1,
+        }
+        .encode(&mut zero);
+        assert!(StateHashPayload::decode(&zero).is_err());
+
         for bad in [0u8, 6, 255] {
             let mut b = vec![bad];
             b.extend_from_slice(&[0; 12]);

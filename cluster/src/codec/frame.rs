@@ -58,6 +58,9 @@ pub enum EntryType {
     /// A cluster-wide operator action (snapshot, suspend, resume, shutdown, abort), carried
     /// out by every member when applied.
     OperatorAction = 8,
+    /// The leader's hash of its service state at a snapshot position, compared by every
+    /// member with its own; never applied to the service.
+    StateHash = 9,
 }
 
 impl EntryType {
@@ -76,6 +79,7 @@ impl EntryType {
             6 => Self::SnapshotMarker,
             7 => Self::ServiceMessage,
             8 => Self::OperatorAction,
+            9 => Self::StateHash,
             tag => return Err(CodecError::UnknownType { what: "entry", tag }),
         })
     }

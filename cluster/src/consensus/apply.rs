@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::codec::client::{Egress, EventCode};
 use crate::codec::entry::{
-    NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, decode_session_close,
-    decode_timer_event,
+    NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, StateHashPayload,
+    decode_session_close, decode_timer_event,
 };
 use crate::codec::frame::EntryType;
 use crate::consensus::command::{Command, Outbox};
@@ -326,6 +326,20 @@ impl<L: LogStore> Consensus<L> {
                             sequence: id,
                         };
                         app.message(&mut ctx, None, ts, frame.payload, &header);
+                    }
+                }
+                EntryType::StateHash => {
+                    // Never reaches the service: reported to the runtime, which compares the
+                    // leader's hash with its own at that snapshot position.
+                    if !self.replaying
+                        && let Ok(p) = StateHashPayload::decode(frame.payload)
+                    {
+                        if self.state_hash_reports.len()
+                            >= crate::consensus::core::STATE_HASH_REPORTS
+                        {
+                            self.state_hash_reports.pop_front();
+                        }
+                        self.state_hash_reports.push_back((p.position, p.hash));
                     }
                 }
                 EntryType::SnapshotMarker => {

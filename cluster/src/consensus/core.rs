@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::codec::entry::StateHashPayload;
 use crate::codec::frame::{EntryType, FrameHeader};
 use crate::codec::peer::PeerMessage;
 use crate::consensus::Application;
@@ -18,6 +19,9 @@ use crate::consensus::state::{ApplyContext, Limits, ModuleState};
 use crate::consensus::storage::LogStore;
 use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction, SessionId, Term};
 use tandem_service_api::Role;
+
+/// The most applied `StateHash` entries the core keeps for the runtime to take.
+pub const STATE_HASH_REPORTS: usize = 16;
 
 /// What the leader knows of one follower.
 #[derive(Debug, Clone)]
@@ -183,6 +187,9 @@ pub struct Consensus<L: LogStore> {
 
     pub(super) operator_pending: Option<PendingOperator>,
     pub(super) operator_done: Option<OperatorDone>,
+    /// `StateHash` entries applied (not in recovery replay) and not yet taken, oldest first;
+    /// bounded by [`STATE_HASH_REPORTS`].
+    pub(super) state_hash_reports: VecDeque<(LogPosition, u64)>,
     /// Leader: per origin member, the last operator request id appended in this term.
     pub(super) operator_appended: Vec<Option<u64>>,
     /// Leader: the suspension state after the newest suspend/resume in its log (applied or
@@ -295,6 +302,7 @@ impl<L: LogStore> Consensus<L> {
             incoming: None,
             operator_pending: None,
             operator_done: None,
+            state_hash_reports: VecDeque::new(),
             operator_appended: vec![None; n],
             suspend_appended: None,
             terminating: None,
@@ -451,6 +459,9 @@ impl<L: LogStore> Consensus<L> {
                 }
             }
             Input::Operator { action, id } => self.on_operator_request(action, id, app, out),
+            Input::StateHash { position, hash } => {
+                self.on_state_hash(position, hash, app, out);
+            }
         }
         if self.terminating.is_some() {
             self.check_termination(app, out);
@@ -735,6 +746,30 @@ impl<L: LogStore> Consensus<L> {
         }
     }
 
+    fn on_state_hash(
+        &mut self,
+        position: LogPosition,
+        hash: u64,
+        app: &mut dyn Application,
+        out: &mut Outbox,
+    ) {
+        if self.role == Role::Leader
+            && self.stopping.is_none()
+            && self.terminating.is_none()
+            && position.0 > 0
+            && position <= self.applied
+        {
+            let mut payload = [0u8; StateHashPayload::LEN];
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.clear();
+            StateHashPayload { position, hash }.encode(&mut buf);
+            payload.copy_from_slice(&buf);
+            self.scratch = buf;
+            self.append_entry(EntryType::StateHash, SessionId(0), 0, &payload);
+            self.flush(app, out);
+        }
+    }
+
     fn on_purge(&mut self, position: LogPosition, out: &mut Outbox) {
         let Some(snap) = &self.latest_snapshot else {
             return;
@@ -832,6 +867,17 @@ impl<L: LogStore> Consensus<L> {
     /// that emits `Command::Terminated`.
     pub fn take_operator_done(&mut self) -> Option<OperatorDone> {
         self.operator_done.take()
+    }
+    /// Takes the oldest `StateHash` entry applied here and not taken yet: `(snapshot
+    /// position, the leader's hash there)`. Entries applied in recovery replay are not
+    /// reported; at most [`STATE_HASH_REPORTS`] are kept (the oldest are dropped).
+    pub fn take_state_hash_report(&mut self) -> Option<(LogPosition, u64)> {
+        self.state_hash_reports.pop_front()
+    }
+    /// The `StateHash` reports not taken yet, oldest first (see
+    /// [`Consensus::take_state_hash_report`]).
+    pub fn state_hash_reports(&self) -> impl Iterator<Item = (LogPosition, u64)> + '_ {
+        self.state_hash_reports.iter().copied()
     }
     /// The operator request made on this member and not completed yet, if any.
     pub fn pending_operator(&self) -> Option<(OperatorAction, u64)> {

@@ -75,4 +75,15 @@ pub enum Input<'a> {
         /// to an entry appended for an earlier incarnation.
         id: u64,
     },
+    /// The runtime's hash of its service state at the snapshot it took at `position` (from
+    /// the state-hash hook). The leader appends a `StateHash` entry carrying it; every member
+    /// reports the entry when it applies it (see
+    /// [`crate::consensus::Consensus::take_state_hash_report`]) so its runtime can compare the
+    /// hash with its own. Others ignore it, as does a leader that is stopping or terminating.
+    StateHash {
+        /// The snapshot position.
+        position: LogPosition,
+        /// The hash.
+        hash: u64,
+    },
 }

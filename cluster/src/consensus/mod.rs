@@ -77,7 +77,7 @@ pub use bugs::BugFlags;
 pub use clients::{AllowAll, AuthDecision, Authenticator};
 pub use command::{Command, NodeState, OperatorDone, Outbox};
 pub use config::Config;
-pub use core::{Consensus, Counters};
+pub use core::{Consensus, Counters, STATE_HASH_REPORTS};
 pub use election::ElectionState;
 pub use input::Input;
 pub use snapshot::Snapshot;

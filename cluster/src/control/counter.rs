@@ -41,11 +41,14 @@ pub enum Counter {
     TimersFired = 16,
     /// Errors recorded in the error log.
     Errors = 17,
+    /// Snapshot positions where this member's service state hash differed from the
+    /// leader's (non-deterministic service code).
+    StateDivergences = 18,
 }
 
 impl Counter {
     /// Every named counter, in slot order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::DatagramsIn,
         Self::DatagramsOut,
         Self::BytesIn,
@@ -64,6 +67,7 @@ impl Counter {
         Self::SessionsRejected,
         Self::TimersFired,
         Self::Errors,
+        Self::StateDivergences,
     ];
 
     /// The counter's slot.
@@ -94,6 +98,7 @@ impl Counter {
             Self::SessionsRejected => "sessions_rejected",
             Self::TimersFired => "timers_fired",
             Self::Errors => "errors",
+            Self::StateDivergences => "state_divergences",
         }
     }
 }

@@ -28,6 +28,7 @@
 //! * `cluster`: [`InProcessCluster`] runs every member's agent in one [`CompositeAgent`] on
 //!   one thread over an [`InProcHub`].
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,8 +39,8 @@ use crate::agent::{
 };
 use crate::codec::{Ingress, PeerMessage};
 use crate::consensus::{
-    Authenticator, Command, Consensus, Input, LogPosition, LogStore, MemberId, OperatorAction,
-    Outbox, Term,
+    Application, Authenticator, Command, Consensus, Input, LogPosition, LogStore, MemberId,
+    OperatorAction, Outbox, Term,
 };
 use crate::container::ServiceContainer;
 use crate::control::{
@@ -48,7 +49,10 @@ use crate::control::{
 };
 use crate::transport::{Event, InProcHub, Transport, TransportConfig, UdpConfig};
 use tandem_archive::Durability;
-use tandem_service_api::{Role, ServiceFactory};
+use tandem_service_api::{
+    ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, Role, ServiceFactory,
+    SessionId,
+};
 
 use super::config::NodeConfig;
 use super::error::{NodeError, Result};
@@ -62,7 +66,10 @@ pub type StateHash<S> = Box<dyn Fn(&S) -> u64 + Send>;
 /// Optional extras for a node.
 pub struct NodeHooks<S> {
     /// Hash of the service state, published with the applied position after every duty cycle
-    /// that applied something, and recorded at every snapshot.
+    /// that applied something, and computed at every snapshot: the leader appends its hash to
+    /// the log and every member with a hook compares it with its own at that position (a
+    /// difference is logged, recorded in the control file's error log and counted in
+    /// [`Counter::StateDivergences`]).
     pub state_hash: Option<StateHash<S>>,
     /// Replaces the accept-all authenticator.
     pub authenticator: Option<Box<dyn Authenticator + Send>>,
@@ -168,11 +175,67 @@ fn member_role(role: Role) -> MemberRole {
     }
 }
 
+/// How many `(snapshot position, own hash)` pairs a node keeps to compare with the leader's.
+const SNAPSHOT_HASHES: usize = 16;
+
+/// The service container with the state-hash hook run at every snapshot the core takes, inside
+/// the apply: the hash is of the state at exactly the snapshot position.
+struct HashingApp<F: ServiceFactory> {
+    container: ServiceContainer<F>,
+    hook: Option<StateHash<F::Service>>,
+    /// Hashes taken at snapshots, in the order of their `SnapshotTaken` commands.
+    taken: VecDeque<u64>,
+}
+
+impl<F: ServiceFactory> Application for HashingApp<F> {
+    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.container.start(cluster, snapshot);
+    }
+    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
+        self.container.session_open(c, s, t);
+    }
+    fn session_close(
+        &mut self,
+        c: &mut dyn Cluster,
+        s: &ClientSession<'_>,
+        t: i64,
+        r: CloseReason,
+    ) {
+        self.container.session_close(c, s, t, r);
+    }
+    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
+        self.container.message(c, s, t, m, h);
+    }
+    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
+        self.container.timer_event(c, id, t);
+    }
+    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
+        self.container.new_leadership_term(c, e);
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.container.take_snapshot(out);
+        if let Some(hook) = &self.hook
+            && let Some(service) = self.container.service()
+        {
+            self.taken.push_back(hook(service));
+        }
+    }
+    fn role_change(&mut self, role: Role) {
+        self.container.role_change(role);
+    }
+    fn terminate(&mut self, c: &mut dyn Cluster) {
+        self.container.terminate(c);
+    }
+}
+
 /// Everything a running member owns; dropped as a whole on close or kill.
 struct Inner<F: ServiceFactory> {
     cfg: NodeConfig,
     core: Consensus<ArchiveLogStore>,
-    app: ServiceContainer<F>,
+    app: HashingApp<F>,
+    /// `(snapshot position, own state hash)` for the newest snapshots taken here, oldest
+    /// first (compared with the leader's `StateHash` entries).
+    snapshot_hashes: VecDeque<(u64, u64)>,
     files: NodeFiles,
     /// The directory holds the rejoin-as-learner mark (see `files::unclean_restart`).
     rejoin_marker: bool,
@@ -187,7 +250,6 @@ struct Inner<F: ServiceFactory> {
     /// `batch`: the log is durable below here.
     synced_to: u64,
     sync_file: Option<(u64, File)>,
-    state_hash: Option<StateHash<F::Service>>,
     hashed_at: u64,
     /// A cluster-wide action in progress: the toggle request, the core's request id, and
     /// when it was taken (node clock).
@@ -310,7 +372,12 @@ impl<F: ServiceFactory> NodeAgent<F> {
         Ok(Self {
             inner: Some(Inner {
                 core,
-                app: ServiceContainer::new(factory),
+                app: HashingApp {
+                    container: ServiceContainer::new(factory),
+                    hook: hooks.state_hash,
+                    taken: VecDeque::new(),
+                },
+                snapshot_hashes: VecDeque::new(),
                 files: opened.files,
                 rejoin_marker,
                 net,
@@ -322,7 +389,6 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 unsynced: None,
                 synced_to: 0,
                 sync_file: None,
-                state_hash: hooks.state_hash,
                 hashed_at: u64::MAX,
                 operator_request: None,
                 stop_request: None,
@@ -424,7 +490,57 @@ impl<F: ServiceFactory> Inner<F> {
             self.done.commands = commands;
             self.done.clear();
         }
+        // Every hash taken at a snapshot was matched to its `SnapshotTaken` above.
+        self.app.taken.clear();
+        self.check_state_hashes();
         work
+    }
+
+    /// Compares each `StateHash` entry the core applied with this member's own hash at that
+    /// snapshot position (when it has one: no hook, a snapshot installed from the leader or
+    /// taken before a restart leave nothing to compare).
+    fn check_state_hashes(&mut self) {
+        while let Some((position, leader_hash)) = self.core.take_state_hash_report() {
+            let Some(&(_, own)) = self.snapshot_hashes.iter().find(|(p, _)| *p == position.0)
+            else {
+                continue;
+            };
+            if own == leader_hash {
+                tracing::debug!(
+                    member = self.cfg.member_id,
+                    position = position.0,
+                    hash = own,
+                    "state hash matches the leader's"
+                );
+                continue;
+            }
+            let what = format!(
+                "state divergence at snapshot position {}: leader's hash {leader_hash:#018x}, \
+                 this member's {own:#018x} (non-deterministic service code?)",
+                position.0
+            );
+            tracing::error!(member = self.cfg.member_id, "{what}");
+            self.control.record_error(wall_ns(), 4, &what);
+            self.control.increment(Counter::StateDivergences);
+        }
+    }
+
+    /// A snapshot was taken at `position`: keep this member's hash there and, on the leader,
+    /// have the core append it for the others to compare.
+    fn snapshot_hash(&mut self, position: LogPosition) {
+        let Some(hash) = self.app.taken.pop_front() else {
+            return;
+        };
+        self.snapshot_hashes.retain(|(p, _)| *p != position.0);
+        if self.snapshot_hashes.len() >= SNAPSHOT_HASHES {
+            self.snapshot_hashes.pop_front();
+        }
+        self.snapshot_hashes.push_back((position.0, hash));
+        self.core.handle(
+            Input::StateHash { position, hash },
+            &mut self.app,
+            &mut self.out,
+        );
     }
 
     fn execute(&mut self, command: &Command) {
@@ -492,13 +608,16 @@ impl<F: ServiceFactory> Inner<F> {
                 self.core.log().note_commit(*position);
                 self.control.set_commit_position(position.0);
             }
-            Command::SnapshotTaken { snapshot } => match self.files.store_snapshot(snapshot) {
-                Ok(()) => {
-                    self.control.set_snapshot_position(snapshot.position.0);
-                    self.control.increment(Counter::SnapshotsTaken);
+            Command::SnapshotTaken { snapshot } => {
+                match self.files.store_snapshot(snapshot) {
+                    Ok(()) => {
+                        self.control.set_snapshot_position(snapshot.position.0);
+                        self.control.increment(Counter::SnapshotsTaken);
+                    }
+                    Err(e) => self.fail(format!("snapshot not stored: {e}")),
                 }
-                Err(e) => self.fail(format!("snapshot not stored: {e}")),
-            },
+                self.snapshot_hash(snapshot.position);
+            }
             Command::SnapshotInstalled { snapshot, .. } => {
                 self.unsynced = None;
                 self.synced_to = snapshot.position.0;
@@ -740,9 +859,9 @@ impl<F: ServiceFactory> Inner<F> {
             }
         }
         let applied = core.applied_position().0;
-        if let Some(hash) = &self.state_hash
+        if let Some(hash) = &self.app.hook
             && applied != self.hashed_at
-            && let Some(service) = self.app.service()
+            && let Some(service) = self.app.container.service()
         {
             let h = hash(service);
             self.hashed_at = applied;
@@ -788,7 +907,7 @@ impl<F: ServiceFactory> Inner<F> {
         if let Err(e) = self.net.flush() {
             tracing::debug!(member = self.cfg.member_id, error = %e, "network flush failed");
         }
-        work += self.app.do_background_work(self.now_ns);
+        work += self.app.container.do_background_work(self.now_ns);
         // Publishing costs atomics, one uncontended lock, the state hash and (on a leader) one
         // small allocation for the follower positions: at most once a millisecond, so the
         // per-message path stays free of locks and allocation.
