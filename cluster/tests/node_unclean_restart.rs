@@ -63,9 +63,40 @@ fn a_rebooted_member_rejoins_as_a_learner_until_caught_up() {
         "00000000-0000-0000-0000-000000000000\n",
     )
     .unwrap();
-    let node = ClusterNode::launch_with(cfg(f as u32), Echo::default, hooks()).unwrap();
-    assert!(dir.join("rejoin-as-learner").exists() || node.role() != Role::Learner);
-    nodes[f] = Some(node);
+    // Alone, the member cannot be promoted: what it does at start is all there is to see.
+    drop(client);
+    for i in [leader, (leader + 2) % 3] {
+        nodes[i].take().unwrap().close().unwrap();
+    }
+    for round in 0..2 {
+        let node = ClusterNode::launch_with(cfg(f as u32), Echo::default, hooks()).unwrap();
+        assert!(
+            dir.join("rejoin-as-learner").exists(),
+            "round {round}: the mark is kept until promotion"
+        );
+        wait_for(
+            "the rebooted member to be a learner",
+            Duration::from_secs(5),
+            || (node.role() == Role::Learner).then_some(()),
+        );
+        // Still a learner after an election timeout: it never stands or votes.
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(node.role(), Role::Learner, "round {round}");
+        node.close().unwrap();
+    }
+    for i in 0..3 {
+        nodes[i] = Some(ClusterNode::launch_with(cfg(i as u32), Echo::default, hooks()).unwrap());
+    }
+    let leader = wait_for("a leader", Duration::from_secs(20), || {
+        nodes
+            .iter()
+            .position(|n| n.as_ref().unwrap().role() == Role::Leader)
+    });
+    assert_ne!(leader, f, "a learner cannot lead");
+    let mut cc = ClientConfig::new(&members).unwrap();
+    cc.cluster_id = 42;
+    let mut client = ClusterClient::new(cc).unwrap();
+    client.connect(Duration::from_secs(10)).unwrap();
     send(&mut client, 50, "after");
     // Caught up: promoted to a voter, and the mark is gone.
     wait_for("promotion", Duration::from_secs(20), || {
