@@ -296,9 +296,11 @@ impl Log {
                 log.config.segment_len_bytes,
                 log.config.prefault,
             )?);
-            log.request_preparation(
-                log.segment_base(log.append_position) + log.config.segment_len_bytes,
+            let next = log.segments.back().map_or_else(
+                || log.segment_base(log.start_position),
+                |s| s.end_position(),
             );
+            log.request_preparation(next);
         }
         Ok((log, report))
     }
@@ -406,6 +408,7 @@ impl Log {
         }
         let position = self.reserve(align_frame_len(frame_len))?;
         Ok(Claim {
+            from: self.append_position,
             log: self,
             position,
             frame_len,
@@ -731,7 +734,6 @@ impl Log {
     /// As [`Log::frames`]; also [`ArchiveError::BeyondAppendPosition`] when
     /// `position` is the append position (no frame there yet).
     pub fn frame_at(&self, position: u64) -> Result<Frame<'_>> {
-        self.check_boundary(position)?;
         self.frames(position, self.append_position)?.next().ok_or(
             ArchiveError::BeyondAppendPosition {
                 position,
@@ -1126,12 +1128,6 @@ impl Log {
         }
         self.append_position = position;
         self.durable_position = position;
-        if truncated_bytes == 0
-            && discarded_segments == 0
-            && stop_reason.as_deref() == Some("segment file missing")
-        {
-            stop_reason = None;
-        }
         Ok(RecoveryReport {
             start_position: self.start_position,
             append_position: position,
@@ -1239,6 +1235,9 @@ fn write_meta(dir: &Path, segment_len: u64, start: u64) -> Result<()> {
 #[derive(Debug)]
 pub struct Claim<'a> {
     log: &'a mut Log,
+    /// The append position when the claim was made: a rolled-over frame also makes the
+    /// padding between it and this position part of the log, which `Every` must sync too.
+    from: u64,
     position: u64,
     frame_len: usize,
     header: FrameHeader,
@@ -1285,7 +1284,7 @@ impl Claim<'_> {
     /// # Errors
     /// Sync failures under [`Durability::Every`] (the frame stays appended).
     pub fn commit(mut self) -> Result<u64> {
-        let from = self.position;
+        let from = self.from;
         let next = self.seal();
         if self.log.config.durability == Durability::Every {
             self.log.sync_between(from, next)?;

@@ -176,6 +176,10 @@ fn three_members_over_io_uring_or_its_fallback() {
     client.connect(Duration::from_secs(10)).unwrap();
     let mut replies = Vec::new();
     send_all(&mut client, 0, 100, &mut replies);
+    for (i, (seq, r)) in replies.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(r, format!("udp-{i}").as_bytes());
+    }
     wait_for("equal state everywhere", Duration::from_secs(20), || {
         let h: Vec<_> = nodes.iter().map(|n| n.state_hash().map(|x| x.1)).collect();
         (h.iter().all(|x| *x == h[0]) && h[0].is_some_and(|x| count_of(x) == 100)).then_some(())

@@ -84,8 +84,8 @@ fn a_rebooted_member_rejoins_as_a_learner_until_caught_up() {
         assert_eq!(node.role(), Role::Learner, "round {round}");
         node.close().unwrap();
     }
-    for i in 0..3 {
-        nodes[i] = Some(ClusterNode::launch_with(cfg(i as u32), Echo::default, hooks()).unwrap());
+    for (i, slot) in nodes.iter_mut().enumerate() {
+        *slot = Some(ClusterNode::launch_with(cfg(i as u32), Echo::default, hooks()).unwrap());
     }
     let leader = wait_for("a leader", Duration::from_secs(20), || {
         nodes

@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,7 +132,6 @@ struct Shared {
     status: Mutex<NodeStatus>,
     kill: AtomicBool,
     running: AtomicBool,
-    cycles: AtomicU64,
 }
 
 impl Shared {
@@ -155,7 +154,6 @@ impl Shared {
             }),
             kill: AtomicBool::new(false),
             running: AtomicBool::new(true),
-            cycles: AtomicU64::new(0),
         }
     }
 
@@ -959,9 +957,7 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
             return 0;
         }
         let inner = self.inner.as_mut().expect("checked");
-        let work = inner.cycle(&self.shared);
-        self.shared.cycles.fetch_add(1, Ordering::Relaxed);
-        work
+        inner.cycle(&self.shared)
     }
 
     fn termination(&mut self) -> Option<Termination> {

@@ -30,7 +30,6 @@ struct Slot {
     source: SocketAddr,
     message_id: u32,
     message_len: usize,
-    chunk: usize,
     frag_count: u16,
     received: u16,
     first_ns: u64,
@@ -65,7 +64,6 @@ impl Reassembler {
                 source: SocketAddr::from(([0, 0, 0, 0], 0)),
                 message_id: 0,
                 message_len: 0,
-                chunk: 0,
                 frag_count: 0,
                 received: 0,
                 first_ns: 0,
@@ -142,7 +140,7 @@ impl Reassembler {
                 }
                 i
             }
-            None => self.claim(source, now_ns, counters)?,
+            None => self.claim(source, counters)?,
         };
         let s = &mut self.slots[i];
         if found.is_none() {
@@ -150,7 +148,6 @@ impl Reassembler {
             s.source = source;
             s.message_id = h.message_id;
             s.message_len = len;
-            s.chunk = chunk;
             s.frag_count = h.frag_count;
             s.received = 0;
             s.first_ns = now_ns;
@@ -175,13 +172,7 @@ impl Reassembler {
     }
 
     /// Finds a free slot, evicting this source's oldest message if it is at its limit.
-    fn claim(
-        &mut self,
-        source: SocketAddr,
-        now_ns: u64,
-        counters: &mut TransportCounters,
-    ) -> Option<usize> {
-        let _ = now_ns;
+    fn claim(&mut self, source: SocketAddr, counters: &mut TransportCounters) -> Option<usize> {
         let mut mine = 0;
         let mut oldest_mine: Option<usize> = None;
         let mut free = None;

@@ -380,8 +380,8 @@ impl DatagramIo for UringUdp {
         let mut n = 0;
         while let Some(i) = self.slots.pop_pending() {
             let idx = i as usize;
-            let len = self.slots.slot(idx).0.len();
-            let dest = self.slots.slot(idx).1;
+            let (bytes, dest) = self.slots.slot(idx);
+            let len = bytes.len();
             let base = self.slots.slot_ptr(idx);
             let m = &mut self.send_meta[idx];
             let namelen = sys::to_sockaddr(&dest, &mut m.name);
@@ -396,8 +396,12 @@ impl DatagramIo for UringUdp {
             let sqe = opcode::SendMsg::new(fd, &m.hdr)
                 .build()
                 .user_data(TAG_SEND | u64::from(i));
-            push(&mut self.ring, &sqe)
-                .map_err(|e| super::error::TransportError::io("io_uring push", e))?;
+            if let Err(e) = push(&mut self.ring, &sqe) {
+                // The datagram is dropped, not its slot: back to the free list.
+                self.slots.release(i);
+                counters.send_errors += 1;
+                return Err(super::error::TransportError::io("io_uring push", e));
+            }
             self.in_flight += 1;
             counters.datagrams_out += 1;
             counters.bytes_out += len as u64;
