@@ -1,1 +1,3 @@
 //! Tandem benchmarks.
+
+pub mod peer;
