@@ -10,7 +10,8 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-bench");
 
-/// Runs the binary with short-run defaults plus `args`; returns its output.
+/// Runs the binary with short-run defaults plus `args` (the idle strategy is the default,
+/// backoff); returns its output.
 fn bench(args: &[&str]) -> Output {
     Command::new(BIN)
         .args([
@@ -18,8 +19,6 @@ fn bench(args: &[&str]) -> Output {
             "1",
             "--warmup",
             "0.5",
-            "--idle",
-            "backoff",
             "--segment-len-bytes",
             "1048576",
         ])
@@ -97,7 +96,10 @@ fn check_hgrm(path: &Path, expected_count: u64) {
         assert!(footer.is_empty(), "row after the footer: {line}");
         let cols: Vec<f64> = line
             .split_whitespace()
-            .map(|c| c.parse().unwrap_or_else(|_| panic!("bad number in {line:?}")))
+            .map(|c| {
+                c.parse()
+                    .unwrap_or_else(|_| panic!("bad number in {line:?}"))
+            })
             .collect();
         assert!(cols.len() == 3 || cols.len() == 4, "{line:?}");
         rows.push(cols);
@@ -181,7 +183,10 @@ fn latency_ipc_cluster_threading_with_files_and_a_snapshot() {
     check_hgrm(&dir.path().join("run.floor.hgrm"), 2000);
     check_svg(&p);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("tandem") && table.contains("floor"), "{table}");
+    assert!(
+        table.contains("tandem") && table.contains("floor"),
+        "{table}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("[cluster]"),
         "progress lines"
@@ -243,7 +248,10 @@ fn throughput_ipc_counts_every_reply() {
     assert!(num(&v, "floor.msgs_per_s") > 0.0);
     let mb = num(&v, "throughput.mb_per_s");
     let expect_mb = num(&v, "throughput.msgs_per_s") * 32.0 / 1e6;
-    assert!((mb - expect_mb).abs() <= expect_mb * 1e-9 + 1e-12, "{mb} vs {expect_mb}");
+    assert!(
+        (mb - expect_mb).abs() <= expect_mb * 1e-9 + 1e-12,
+        "{mb} vs {expect_mb}"
+    );
     assert_eq!(num(&v, "throughput.in_flight_max"), 32.0);
     assert_eq!(v["config"]["mode"], "throughput");
 }

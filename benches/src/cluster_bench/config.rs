@@ -149,19 +149,23 @@ fn parse_idle(s: &str) -> Result<String, String> {
 }
 
 fn parse_threading(s: &str) -> Result<ThreadingMode, String> {
-    s.parse().map_err(|e: tandem_cluster::agent::AgentError| e.to_string())
+    s.parse()
+        .map_err(|e: tandem_cluster::agent::AgentError| e.to_string())
 }
 
 fn parse_cores(s: &str) -> Result<CoreList, String> {
-    s.parse().map_err(|e: tandem_cluster::agent::AgentError| e.to_string())
+    s.parse()
+        .map_err(|e: tandem_cluster::agent::AgentError| e.to_string())
 }
 
 fn parse_io(s: &str) -> Result<IoMode, String> {
-    s.parse().map_err(|e: tandem_cluster::transport::TransportError| e.to_string())
+    s.parse()
+        .map_err(|e: tandem_cluster::transport::TransportError| e.to_string())
 }
 
 fn parse_fsync(s: &str) -> Result<Durability, String> {
-    s.parse().map_err(|e: tandem_archive::ArchiveError| e.to_string())
+    s.parse()
+        .map_err(|e: tandem_archive::ArchiveError| e.to_string())
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

@@ -128,7 +128,12 @@ impl Echoer {
     }
 }
 
-fn pingpong<N: Network + Send>(s: &Settings, ping: N, mut pong: N, what: String) -> Result<FloorResult> {
+fn pingpong<N: Network + Send>(
+    s: &Settings,
+    ping: N,
+    mut pong: N,
+    what: String,
+) -> Result<FloorResult> {
     let one_thread = s.threading == ThreadingMode::Cluster;
     if one_thread {
         let mut echo = Echoer::default();

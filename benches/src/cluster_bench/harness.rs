@@ -208,7 +208,9 @@ impl Deployment {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let dir = root.path().join(format!("run-{}-{attempt}", std::process::id()));
+            let dir = root
+                .path()
+                .join(format!("run-{}-{attempt}", std::process::id()));
             match Self::launch_in(s, &dir) {
                 Ok((members, controls, hub, members_list)) => {
                     return Ok(Self {
@@ -479,7 +481,10 @@ fn spawn_members(
             .arg(&dir)
             .args(["--cluster-id", &CLUSTER_ID.to_string()])
             .args(["--election-timeout-ms", &ELECTION_TIMEOUT_MS.to_string()])
-            .args(["--heartbeat-interval-ms", &HEARTBEAT_INTERVAL_MS.to_string()])
+            .args([
+                "--heartbeat-interval-ms",
+                &HEARTBEAT_INTERVAL_MS.to_string(),
+            ])
             .args(["--session-timeout-ms", &SESSION_TIMEOUT_MS.to_string()])
             .args(["--idle", &s.idle_text])
             .args(["--threading", s.threading.name()])

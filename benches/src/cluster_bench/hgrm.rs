@@ -90,7 +90,10 @@ mod tests {
         let text = render(&h);
         let mut lines = text.lines();
         let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
-        assert_eq!(header, ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]);
+        assert_eq!(
+            header,
+            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+        );
         assert_eq!(lines.next(), Some(""));
         let rows: Vec<Vec<f64>> = text
             .lines()
@@ -99,7 +102,10 @@ mod tests {
             .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
             .collect();
         assert!(rows.len() > 20);
-        assert!(rows.windows(2).all(|w| w[0][1] <= w[1][1] && w[0][0] <= w[1][0]));
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0][1] <= w[1][1] && w[0][0] <= w[1][0])
+        );
         let last = rows.last().unwrap();
         assert_eq!(last.len(), 3, "the 100% row has no 1/(1-p) column");
         assert_eq!(last[1], 1.0);

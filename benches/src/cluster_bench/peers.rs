@@ -1,8 +1,8 @@
 //! The peers run beside Tandem (cargo features `peer-openraft`, `peer-aeron`).
 
-use super::config::{PeerKind, Settings};
 #[cfg(feature = "peer-openraft")]
 use super::config::Mode;
+use super::config::{PeerKind, Settings};
 use super::error::{BenchError, Result};
 use super::report::PeerFigures;
 

@@ -40,8 +40,8 @@ impl Progress {
     /// Prints the line and starts the next second.
     pub fn print(&mut self, now: Instant, phase: &str, sent: u64, received: u64, in_flight: u64) {
         let since = now.saturating_duration_since(self.next - Duration::from_secs(1));
-        let rate = (received.saturating_sub(self.last_received)) as f64
-            / since.as_secs_f64().max(1e-9);
+        let rate =
+            (received.saturating_sub(self.last_received)) as f64 / since.as_secs_f64().max(1e-9);
         eprintln!(
             "[{}] {:>6.1} s {:<7} sent {:>10}  replies {:>10}  in flight {:>5}  {:>10.0} msg/s  max {:>9.1} us (last second)",
             self.label,

@@ -435,8 +435,10 @@ impl Report {
             cfg.idle,
             cfg.fsync,
             cfg.size,
-            cfg.rate
-                .map_or_else(|| format!(", {} in flight", cfg.clients * cfg.window), |r| format!(" at {r} msg/s")),
+            cfg.rate.map_or_else(
+                || format!(", {} in flight", cfg.clients * cfg.window),
+                |r| format!(" at {r} msg/s")
+            ),
             cfg.duration_s,
             cfg.warmup_s,
         );
@@ -450,8 +452,16 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{:<18} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.2} {:>10} {:>10} {:>6}",
-                name, p.p50_us, p.p90_us, p.p99_us, p.p99_9_us, p.p99_99_us, p.max_us, p.sent,
-                p.received, p.lost
+                name,
+                p.p50_us,
+                p.p90_us,
+                p.p99_us,
+                p.p99_9_us,
+                p.p99_99_us,
+                p.max_us,
+                p.sent,
+                p.received,
+                p.lost
             );
         };
         row("tandem", &self.cluster);
@@ -516,7 +526,11 @@ impl Report {
             );
         }
         if self.bad_replies > 0 {
-            let _ = writeln!(out, "replies that were not the message: {}", self.bad_replies);
+            let _ = writeln!(
+                out,
+                "replies that were not the message: {}",
+                self.bad_replies
+            );
         }
         out
     }

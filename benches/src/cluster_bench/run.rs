@@ -141,7 +141,9 @@ fn client_err(client: usize) -> impl FnOnce(ClientError) -> BenchError {
 }
 
 fn payload(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i as u8).wrapping_mul(31) ^ 0xA5).collect()
+    (0..size)
+        .map(|i| (i as u8).wrapping_mul(31) ^ 0xA5)
+        .collect()
 }
 
 /// Open-loop latency: message `i` is due at `start + i / rate` and goes to client
