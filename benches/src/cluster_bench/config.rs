@@ -173,7 +173,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 || v > MAX_SECONDS {
+    if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
         return Err(format!("{s} s is outside 0..={MAX_SECONDS} s"));
     }
     Ok(v)
