@@ -304,6 +304,22 @@ impl Deployment {
         }
     }
 
+    /// Duty cycles of every member (when the caller drives them) until a cycle finds nothing
+    /// to do or `max_cycles` ran: a message offered before is committed, applied and answered
+    /// within the call when the members can do it in that many cycles. Returns the work done.
+    #[inline]
+    pub fn drive(&mut self, max_cycles: usize) -> usize {
+        let mut work = 0;
+        for _ in 0..max_cycles {
+            let w = self.do_work();
+            work += w;
+            if w == 0 {
+                break;
+            }
+        }
+        work
+    }
+
     /// Checks that every member is still running.
     ///
     /// # Errors
