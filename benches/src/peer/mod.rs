@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+#[cfg(feature = "peer-openraft")]
+pub mod openraft;
+
 /// Highest round trip a histogram records: 60 s, in nanoseconds.
 pub const MAX_RECORDABLE_NS: u64 = 60_000_000_000;
 
