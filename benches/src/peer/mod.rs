@@ -8,6 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "peer-aeron")]
+pub mod aeron;
+
 use hdrhistogram::Histogram;
 
 #[cfg(feature = "peer-openraft")]
