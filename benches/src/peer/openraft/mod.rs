@@ -110,13 +110,18 @@ pub enum PeerError {
 /// Open-loop latency: `size`-byte writes issued at `rate` per second on the [`OpenLoop`]
 /// schedule, each without waiting for earlier ones; each round trip is recorded from its
 /// intended send time. Writes due in the first `warmup` are not counted; those due in the
-/// following `duration` are. Writes still outstanding [`DRAIN_LIMIT`] after the last one was
-/// due count as lost.
+/// following `duration` are. Writes still outstanding 10 s after the last one was due count
+/// as lost.
+///
+/// Blocks the calling thread, which runs the whole cluster and the clients. Between sends
+/// less than 2 ms apart the sender yields to the runtime instead of sleeping (tokio's timer
+/// ticks in milliseconds), so at such rates the thread stays busy for the whole run.
 ///
 /// # Errors
 ///
-/// A zero `rate` or `duration` ([`PeerError::InvalidArgument`]), a cluster that does not
-/// start, a failed write or a reply that does not echo its write.
+/// A zero `rate` or `duration`, or a call from inside a tokio runtime
+/// ([`PeerError::InvalidArgument`]); a cluster that does not start, a failed write or a reply
+/// that does not echo its write.
 pub fn latency(
     size: usize,
     rate: u64,
@@ -140,13 +145,14 @@ pub fn latency(
 }
 
 /// Throughput: `concurrency` client tasks each looping on `size`-byte writes, counting the
-/// writes whose reply arrives after `warmup` and within the following `duration`.
+/// writes whose reply arrives after `warmup` and within the following `duration`. Blocks the
+/// calling thread, which runs the whole cluster and the clients.
 ///
 /// # Errors
 ///
-/// A zero `concurrency` or `duration` ([`PeerError::InvalidArgument`]), a cluster that does
-/// not start, a failed write, a reply that does not echo its write, or clients still waiting
-/// [`DRAIN_LIMIT`] after the end.
+/// A zero `concurrency` or `duration`, or a call from inside a tokio runtime
+/// ([`PeerError::InvalidArgument`]); a cluster that does not start, a failed write, a reply
+/// that does not echo its write, or clients still waiting 10 s after the end.
 pub fn throughput(
     size: usize,
     concurrency: usize,
@@ -167,7 +173,13 @@ pub fn throughput(
     })
 }
 
+/// The single-threaded runtime a run blocks the calling thread on.
 fn runtime() -> Result<tokio::runtime::Runtime, PeerError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(PeerError::InvalidArgument(
+            "a run blocks its thread and must not be called from inside a tokio runtime",
+        ));
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -433,6 +445,12 @@ mod tests {
     }
 
     #[test]
+    fn errors_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<PeerError>();
+    }
+
+    #[test]
     fn bad_arguments_are_typed_errors() {
         let d = Duration::from_millis(10);
         assert!(matches!(
@@ -447,6 +465,10 @@ mod tests {
             throughput(8, 0, d, d),
             Err(PeerError::InvalidArgument(_))
         ));
+        let inside = runtime()
+            .expect("runtime")
+            .block_on(async { latency(8, 10, d, d) });
+        assert!(matches!(inside, Err(PeerError::InvalidArgument(_))));
     }
 
     /// Every member applies every write, and snapshots let the leader purge its log.
