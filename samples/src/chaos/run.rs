@@ -442,12 +442,19 @@ impl Ctx<'_> {
                 };
                 let target = format!("member {t}");
                 let filled = self.members.fill_disk(t)?;
-                let hold = self.secs(2.0, 4.0);
-                let snap = self.snapshot();
+                // Half the time a snapshot (written at once), else only the log's growth
+                // into its next segments.
+                let with_snapshot = self.rng.below(2) == 0;
+                let hold = self.secs(2.0, 5.0);
+                let snap = if with_snapshot {
+                    self.snapshot()
+                        .map_or("snapshot refused".into(), |p| format!("snapshot at {p}"))
+                } else {
+                    "log growth only".to_string()
+                };
                 let mut detail = format!(
-                    "filled {} KiB, snapshot {}, held {:.1}s",
+                    "filled {} KiB, {snap}, held {:.1}s",
                     filled / 1024,
-                    snap.map_or("refused".into(), |p| format!("at {p}")),
                     hold.as_secs_f64()
                 );
                 progress(&target, &detail);
