@@ -66,7 +66,6 @@ impl Members {
     /// # Errors
     /// An IO or `mount` error.
     pub fn new(net: &Net, run_dir: &Path, launch: Launch) -> Result<Self> {
-        let mut members = Vec::new();
         let mut this = Self {
             launch,
             members: Vec::new(),
@@ -74,7 +73,7 @@ impl Members {
         for i in 0..net.size() {
             let dir = run_dir.join(format!("node-{i}"));
             std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-            members.push(Member {
+            this.members.push(Member {
                 log: run_dir.join(format!("node-{i}.log")),
                 dir,
                 netns: net.netns_path(i),
@@ -83,9 +82,8 @@ impl Members {
                 mounted: false,
                 starts: 0,
             });
-        }
-        this.members = members;
-        for m in &mut this.members {
+            let m = this.members.last_mut().expect("just pushed");
+            // Dropping `this` on a failed mount unmounts the ones before.
             run(Command::new("mount")
                 .args(["-t", "tmpfs", "-o"])
                 .arg(format!("size={DISK_BYTES}"))
