@@ -808,7 +808,14 @@ fn run_inner(args: &ChaosArgs) -> Result<bool> {
                 .find(|e| e.n == *f)
                 .is_none_or(|e| e.kind != FaultKind::DiskFull)
         })
-        .map(|(f, i, s)| format!("member {i} during fault #{f}: {s}"))
+        .map(|(f, i, s)| {
+            let note = if s.contains("No space left on device") {
+                " [ENOSPC after the disk was freed: an error kept from while it was full]"
+            } else {
+                ""
+            };
+            format!("member {i} during fault #{f}{note}: {s}")
+        })
         .collect();
     verdicts.push(check::verdict(
         "no member crashed (outside a full disk)",
