@@ -10,6 +10,7 @@
 //! validated ([`codec`]); [`RecordingCluster`] runs a service without a cluster in unit tests.
 #![warn(missing_docs)]
 
+pub mod chaos;
 pub mod cli;
 pub mod codec;
 pub mod game;

@@ -9,7 +9,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tandem_cluster::node::NodeHooks;
 use tandem_samples::cli::{self, ClientArgs, NodeCommand, game};
 use tandem_samples::game::GameServer;
 
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
                 "game-server",
                 cfg,
                 GameServer::default,
-                NodeHooks::default(),
+                n.hooks(|s: &GameServer| u64::from(s.state_hash())),
             ),
             Err(code) => code,
         },

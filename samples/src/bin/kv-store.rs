@@ -32,6 +32,10 @@ struct KvNode {
     /// forwarded through the cluster.
     #[arg(long)]
     http: Option<String>,
+    /// Install the store's state-hash hook: members compare their state hash at every
+    /// snapshot position (`cluster-tool DIR stat`: `state_divergences`).
+    #[arg(long)]
+    state_hash: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,7 +76,14 @@ fn main() -> ExitCode {
                 }
                 None => None,
             };
-            let code = cli::run_node("kv-store", cfg, KvStore::default, NodeHooks::default());
+            let hooks = NodeHooks {
+                state_hash: n.state_hash.then(|| {
+                    Box::new(|s: &KvStore| u64::from(s.state_hash()))
+                        as Box<dyn Fn(&KvStore) -> u64 + Send>
+                }),
+                ..NodeHooks::default()
+            };
+            let code = cli::run_node("kv-store", cfg, KvStore::default, hooks);
             stop.store(true, Ordering::Relaxed);
             if let Some(h) = http {
                 let _ = h.join();

@@ -10,7 +10,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tandem_cluster::node::NodeHooks;
 use tandem_samples::cli::{self, ClientArgs, NodeCommand, matching};
 use tandem_samples::matching::MatchingEngine;
 
@@ -45,7 +44,7 @@ fn main() -> ExitCode {
                 "matching-engine",
                 cfg,
                 MatchingEngine::default,
-                NodeHooks::default(),
+                n.hooks(|s: &MatchingEngine| u64::from(s.state_hash())),
             ),
             Err(code) => code,
         },

@@ -51,6 +51,23 @@ pub struct NodeCommand {
     /// The node runtime's flags.
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Install the service's state-hash hook: members compare their state hash at every
+    /// snapshot position (`cluster-tool DIR stat`: `state_divergences`). Costs a hash of the
+    /// whole state after every duty cycle that applied something.
+    #[arg(long)]
+    pub state_hash: bool,
+}
+
+impl NodeCommand {
+    /// The node hooks: the state-hash hook `hash` when `--state-hash` was given.
+    pub fn hooks<S: 'static>(&self, hash: fn(&S) -> u64) -> NodeHooks<S> {
+        NodeHooks {
+            state_hash: self
+                .state_hash
+                .then(|| Box::new(hash) as Box<dyn Fn(&S) -> u64 + Send>),
+            ..NodeHooks::default()
+        }
+    }
 }
 
 /// Builds a node configuration from flags, printing the error (`Err` is the exit code).
