@@ -632,13 +632,17 @@ impl Log {
             match p.ready.recv() {
                 Ok((b, result)) => {
                     debug_assert_eq!(b, pending);
-                    if b == base {
-                        return result;
-                    }
-                    if let Ok(stale) = result {
-                        let path = stale.path.clone();
-                        drop(stale);
-                        let _ = fs::remove_file(path);
+                    match result {
+                        Ok(segment) if b == base => return Ok(segment),
+                        Ok(stale) => {
+                            let path = stale.path.clone();
+                            drop(stale);
+                            let _ = fs::remove_file(path);
+                        }
+                        // A preparation that failed (a full disk, say) is retried now rather
+                        // than reported: the condition may have cleared since, and if not the
+                        // synchronous attempt below reports it afresh.
+                        Err(_) => {}
                     }
                 }
                 Err(_) => {
