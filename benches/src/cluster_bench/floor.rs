@@ -190,14 +190,18 @@ fn ping_side<N: Network>(
             let schedule = OpenLoop::new(start, s.rate);
             let warm_n = (s.warmup.as_secs_f64() * s.rate as f64) as u64;
             let total = warm_n + ((s.duration.as_secs_f64() * s.rate as f64) as u64).max(1);
-            let (mut next, mut replies) = (0_u64, 0_u64);
+            // As many in flight at most as the cluster's clients allow (their windows): a
+            // message that must wait still counts from its due time, as in the cluster run.
+            let window = (s.window * s.clients) as u64;
+            let (mut next, mut replies, mut lost_waiting) = (0_u64, 0_u64, 0_u64);
+            let mut last_reply = start;
             let mut drain_deadline = None;
             loop {
                 let now = Instant::now();
                 let due = schedule.due(now).min(total);
                 let mut work = 0;
                 let sent_before = next;
-                while next < due {
+                while next < due && next - replies - lost_waiting < window {
                     msg[..8].copy_from_slice(&next.to_le_bytes());
                     match ping.send_to_member(1, &msg) {
                         Ok(()) => {
@@ -221,29 +225,40 @@ fn ping_side<N: Network>(
                         && i < total
                     {
                         replies += 1;
-                        let ns = schedule.latency_ns(i, Instant::now());
+                        let t = Instant::now();
+                        last_reply = t;
+                        let ns = schedule.latency_ns(i, t);
                         progress.note(ns);
                         if i >= warm_n {
                             run.record(ns);
                         }
                     }
                 })?;
+                let outstanding = next - replies - lost_waiting;
+                if outstanding > 0 && now.saturating_duration_since(last_reply) > DRAIN_TIMEOUT {
+                    // Replies that will not come: free the window (counted lost).
+                    lost_waiting += outstanding;
+                    last_reply = now;
+                }
                 if next == total {
                     let deadline = *drain_deadline.get_or_insert(now + DRAIN_TIMEOUT);
-                    if replies >= total || now >= deadline {
+                    if replies + lost_waiting >= total || now >= deadline {
                         break;
                     }
                 }
                 if progress.due(now) {
                     let phase = if next < warm_n { "warm-up" } else { "measure" };
-                    progress.print(now, phase, next, replies, next.saturating_sub(replies));
+                    progress.print(now, phase, next, replies, outstanding);
                 }
                 idle.idle(work);
             }
             Ok(FloorResult {
                 run,
                 throughput: None,
-                kind: format!("{kind}: open-loop ping-pong at {} msg/s", s.rate),
+                kind: format!(
+                    "{kind}: open-loop ping-pong at {} msg/s, at most {window} in flight",
+                    s.rate
+                ),
             })
         }
         Mode::Throughput => {

@@ -198,3 +198,20 @@ pub fn run_bench(s: &Settings) -> Result<Report> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_and_peer_histograms_go_beside_the_cluster_one() {
+        assert_eq!(
+            sibling(Path::new("/tmp/out/run.hgrm"), "floor"),
+            Path::new("/tmp/out/run.floor.hgrm")
+        );
+        assert_eq!(
+            sibling(Path::new("run"), "peer"),
+            Path::new("run.peer.hgrm")
+        );
+    }
+}
