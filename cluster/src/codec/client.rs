@@ -245,7 +245,8 @@ pub enum Ingress<'a> {
         /// Given to the authenticator.
         credentials: &'a [u8],
     },
-    /// Re-attach to an existing session (after failover, or from a new address): the leader
+    /// Re-attach to an existing session after failover (from the address that opened it: a
+    /// session belongs to that address; anything naming it from another is refused): the leader
     /// answers with the highest committed sequence and resends cached replies after
     /// `last_egress_seq`.
     Attach {
