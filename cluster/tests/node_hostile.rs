@@ -12,7 +12,7 @@ mod common;
 
 use std::net::UdpSocket;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use tandem_cluster::codec::{Egress, EventCode, Ingress, PeerMessage, RejectCode};
@@ -56,36 +56,63 @@ fn client_config(members: &str) -> ClientConfig {
     cc
 }
 
-/// The well-behaved client: sends `n` messages on its own thread and returns every reply it
-/// got, in the order it got them. Panics (failing the test) on any client error.
-fn well_behaved(mut client: ClusterClient, n: u64) -> JoinHandle<(ClusterClient, Vec<Vec<u8>>)> {
+/// What the well-behaved client got: its client back, every reply in the order received, and
+/// each message's latency (offer to reply).
+type Outcome = (ClusterClient, Vec<Vec<u8>>, Vec<Duration>);
+
+/// The well-behaved client: sends messages `start..start + n` on its own thread. Panics
+/// (failing the test) on any client error or a reply out of order or repeated.
+fn well_behaved(mut client: ClusterClient, start: u64, n: u64) -> JoinHandle<Outcome> {
     std::thread::spawn(move || {
-        let mut replies: Vec<(u64, Vec<u8>)> = Vec::new();
-        for i in 0..n {
+        let mut replies: Vec<(u64, Vec<u8>, Duration)> = Vec::new();
+        let mut sent: Vec<Instant> = Vec::new();
+        for i in start..start + n {
             let msg = format!("good-{i}");
+            sent.push(Instant::now());
+            let mut on_reply = |s: u64, r: &[u8]| {
+                let at = sent.get((s - start - 1) as usize).copied();
+                replies.push((s, r.to_vec(), at.map_or(Duration::ZERO, |t| t.elapsed())));
+            };
             client
-                .offer_blocking(msg.as_bytes(), LIMIT, |s, r| replies.push((s, r.to_vec())))
+                .offer_blocking(msg.as_bytes(), LIMIT, &mut on_reply)
                 .unwrap();
             if i % 16 == 0 {
-                client.poll(|s, r| replies.push((s, r.to_vec()))).unwrap();
+                client.poll(&mut on_reply).unwrap();
             }
         }
         wait_for("the well-behaved client's replies", LIMIT, || {
-            client.poll(|s, r| replies.push((s, r.to_vec()))).unwrap();
+            client
+                .poll(|s, r| {
+                    let t = sent[(s - start - 1) as usize];
+                    replies.push((s, r.to_vec(), t.elapsed()));
+                })
+                .unwrap();
             (replies.len() as u64 >= n).then_some(())
         });
-        for (i, (seq, _)) in replies.iter().enumerate() {
-            assert_eq!(*seq, i as u64 + 1, "each reply once, in order");
+        for (i, (seq, _, _)) in replies.iter().enumerate() {
+            assert_eq!(*seq, start + i as u64 + 1, "each reply once, in order");
         }
-        (client, replies.into_iter().map(|(_, r)| r).collect())
+        let latencies = replies.iter().map(|r| r.2).collect();
+        (
+            client,
+            replies.into_iter().map(|(_, r, _)| r).collect(),
+            latencies,
+        )
     })
 }
 
-fn check_replies(replies: &[Vec<u8>], n: u64) {
+fn check_replies(replies: &[Vec<u8>], start: u64, n: u64) {
     assert_eq!(replies.len() as u64, n);
     for (i, r) in replies.iter().enumerate() {
-        assert_eq!(r, format!("good-{i}").as_bytes());
+        assert_eq!(r, format!("good-{}", start + i as u64).as_bytes());
     }
+}
+
+/// `(p50, p99)` in microseconds.
+fn percentiles(mut l: Vec<Duration>) -> (u128, u128) {
+    l.sort_unstable();
+    let at = |q: f64| l[((l.len() - 1) as f64 * q) as usize].as_micros();
+    (at(0.5), at(0.99))
 }
 
 /// Waits until every running member applied exactly `count` messages with the same result.
@@ -189,7 +216,10 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
     let mut client = ClusterClient::new(client_config(&members)).unwrap();
     let victim = client.connect(LIMIT).unwrap();
     const N: u64 = 400;
-    let good = well_behaved(client, N);
+    // Without an attack first, for the latency comparison.
+    let (client, replies, quiet) = well_behaved(client, 0, N).join().unwrap();
+    check_replies(&replies, 0, N);
+    let good = well_behaved(client, N, N);
 
     let eps: Vec<_> = MemberEndpoints::parse(&members)
         .unwrap()
@@ -284,10 +314,17 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
         std::thread::sleep(Duration::from_millis(30));
     }
 
-    let (mut client, replies) = good.join().unwrap();
-    check_replies(&replies, N);
-    // The outsider's messages were never applied: only the client's N.
-    same_state_everywhere(&nodes, Some(N));
+    let (mut client, replies, attacked) = good.join().unwrap();
+    check_replies(&replies, N, N);
+    let (q50, q99) = percentiles(quiet);
+    let (a50, a99) = percentiles(attacked);
+    // Reported, not asserted (machines are noisy).
+    eprintln!(
+        "well-behaved client latency, offer to reply: without the attack p50 {q50} us p99 \
+         {q99} us; under it p50 {a50} us p99 {a99} us"
+    );
+    // The outsider's messages were never applied: only the client's.
+    same_state_everywhere(&nodes, Some(2 * N));
     assert_eq!(
         client.session(),
         Some(victim),
@@ -323,7 +360,7 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
     );
     // The client is still served.
     let mut more = Vec::new();
-    for i in N..N + 20 {
+    for i in 2 * N..2 * N + 20 {
         client
             .offer_blocking(format!("good-{i}").as_bytes(), LIMIT, |_, r| {
                 more.push(r.to_vec())
@@ -334,7 +371,7 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
         client.poll(|_, r| more.push(r.to_vec())).unwrap();
         (more.len() == 20).then_some(())
     });
-    same_state_everywhere(&nodes, Some(N + 20));
+    same_state_everywhere(&nodes, Some(2 * N + 20));
     assert!(nodes.iter().all(ClusterNode::is_running));
     for n in nodes {
         n.close().unwrap();
@@ -355,7 +392,7 @@ fn a_client_that_never_reads_is_disconnected_and_others_keep_going() {
     let mut client = ClusterClient::new(cc).unwrap();
     client.connect(LIMIT).unwrap();
     const N: u64 = 600;
-    let good = well_behaved(client, N);
+    let good = well_behaved(client, 0, N);
 
     // The slow consumer reads the answer to its connect, then never again, while it keeps
     // sending messages that each produce a reply.
@@ -385,8 +422,8 @@ fn a_client_that_never_reads_is_disconnected_and_others_keep_going() {
     wait_for("the slow session closed", LIMIT, || {
         (control.counter(Counter::SessionsOpen) == 1).then_some(())
     });
-    let (client, replies) = good.join().unwrap();
-    check_replies(&replies, N);
+    let (client, replies, _) = good.join().unwrap();
+    check_replies(&replies, 0, N);
     assert!(client.session().is_some());
     // Every member applied the same messages (the client's and what the slow one got in).
     same_state_everywhere(&nodes, None);
@@ -419,7 +456,7 @@ fn stale_terms_are_refused_and_a_future_term_makes_the_leader_step_down() {
     let mut client = ClusterClient::new(client_config(&members)).unwrap();
     client.connect(LIMIT).unwrap();
     const N: u64 = 300;
-    let good = well_behaved(client, N);
+    let good = well_behaved(client, 0, N);
 
     let send = |t: &mut Transport, to: usize, msg: &PeerMessage<'_>| {
         let mut b = Vec::new();
@@ -472,8 +509,8 @@ fn stale_terms_are_refused_and_a_future_term_makes_the_leader_step_down() {
             .any(|n| n.role() == Role::Leader && n.status().term > future.0)
             .then_some(())
     });
-    let (_client, replies) = good.join().unwrap();
-    check_replies(&replies, N);
+    let (_client, replies, _) = good.join().unwrap();
+    check_replies(&replies, 0, N);
     same_state_everywhere(&nodes, Some(N));
     // Drain what reached member 2's sockets (it never answered: a member that is down).
     let _ = member2.poll(0, |_| {});
