@@ -178,6 +178,9 @@ pub enum CloseReason {
     ServiceAction = 1,
     /// The client stayed silent past the session timeout.
     Timeout = 2,
+    /// The client stopped reading its egress: it fell further behind than the cluster's
+    /// bound on unacknowledged replies (a slow consumer).
+    SlowConsumer = 3,
 }
 
 impl CloseReason {
@@ -187,6 +190,7 @@ impl CloseReason {
             0 => Some(Self::ClientAction),
             1 => Some(Self::ServiceAction),
             2 => Some(Self::Timeout),
+            3 => Some(Self::SlowConsumer),
             _ => None,
         }
     }

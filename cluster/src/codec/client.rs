@@ -3,6 +3,24 @@
 //! Same 2-byte prefix as the peer protocol (`version`, `type`), then little-endian fields.
 //! Version [`CLIENT_VERSION`]. Ingress (client to cluster) and egress (cluster to client) use
 //! separate type spaces.
+//!
+//! Ingress types: 1 `Connect`, 2 `Attach`, 3 `Message`, 4 `KeepAlive`, 5 `Close`, 6 `Batch`.
+//! A batch carries up to [`MAX_BATCH_MESSAGES`] messages of one session with consecutive
+//! sequences, and the client's acknowledgement of the egress it received (the leader closes a
+//! session whose client falls too far behind: a slow consumer). With no messages it is a
+//! keep-alive that acknowledges egress. Its layout:
+//!
+//! ```text
+//!  0       1       2                               10                              18
+//!  +-------+-------+-------------------------------+-------------------------------+
+//!  |version| 6     |        session (u64)          |   acked_egress_seq (u64)      |
+//!  +-------+-------+-------------------------------+---------------+---------------+
+//!  18                              26              28
+//!  |     first_sequence (u64)      |  count (u16)  |  count records: len (u32), bytes
+//!  +-------------------------------+---------------+----------------------------------
+//! ```
+//!
+//! Egress types: 1 `SessionEvent`, 2 `Reply`, 3 `Ack`, 4 `NewLeader`.
 
 use crate::codec::buf::{Reader, Writer};
 use crate::consensus::types::{MemberId, SessionId, Term};
@@ -10,6 +28,212 @@ use crate::error::CodecError;
 
 /// Version of the client protocol written by this build.
 pub const CLIENT_VERSION: u8 = 1;
+
+/// Most messages in one [`Ingress::Batch`].
+pub const MAX_BATCH_MESSAGES: usize = 64;
+/// Bytes of a batch before its records.
+pub const BATCH_HEADER_LEN: usize = 28;
+/// Bytes a record adds to a batch besides its message (its length).
+pub const BATCH_RECORD_OVERHEAD: usize = 4;
+const BATCH_TYPE: u8 = 6;
+const BATCH_ACK_AT: usize = 10;
+const BATCH_COUNT_AT: usize = 26;
+
+/// Why the cluster refused a connect (the `value` of a `Rejected` session event answering a
+/// connect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    /// The authenticator refused the credentials.
+    Authentication,
+    /// The cluster holds its maximum number of sessions.
+    TooManySessions,
+    /// A code this build does not know.
+    Other(u64),
+}
+
+impl RejectCode {
+    /// The code on the wire.
+    pub fn code(self) -> u64 {
+        match self {
+            Self::Authentication => 1,
+            Self::TooManySessions => 2,
+            Self::Other(c) => c,
+        }
+    }
+
+    /// The reason for a code on the wire.
+    pub fn from_code(code: u64) -> Self {
+        match code {
+            1 => Self::Authentication,
+            2 => Self::TooManySessions,
+            c => Self::Other(c),
+        }
+    }
+}
+
+impl std::fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Authentication => f.write_str("refused by the authenticator"),
+            Self::TooManySessions => f.write_str("the cluster holds its maximum of sessions"),
+            Self::Other(c) => write!(f, "reason code {c}"),
+        }
+    }
+}
+
+/// Messages of one session with consecutive sequences, validated when decoded (see the module
+/// docs for the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageBatch<'a> {
+    /// The session.
+    pub session: SessionId,
+    /// The highest egress sequence the client received without a gap.
+    pub acked_egress_seq: u64,
+    /// The sequence of the first message (the others follow one by one).
+    pub first_sequence: u64,
+    count: u16,
+    records: &'a [u8],
+}
+
+impl<'a> MessageBatch<'a> {
+    /// Messages in the batch (0 for a keep-alive).
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Whether the batch holds no message (a keep-alive).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The messages with their sequences, in order.
+    pub fn iter(&self) -> MessageBatchIter<'a> {
+        MessageBatchIter {
+            next_sequence: self.first_sequence,
+            left: self.count,
+            records: self.records,
+        }
+    }
+
+    fn decode(r: &mut Reader<'a>) -> Result<Self, CodecError> {
+        let session = SessionId(r.u64()?);
+        let acked_egress_seq = r.u64()?;
+        let first_sequence = r.u64()?;
+        let count = r.u16()?;
+        if usize::from(count) > MAX_BATCH_MESSAGES {
+            return Err(CodecError::Invalid {
+                what: "batch message count",
+                value: u64::from(count),
+            });
+        }
+        if first_sequence.checked_add(u64::from(count)).is_none() {
+            return Err(CodecError::Invalid {
+                what: "batch first sequence",
+                value: first_sequence,
+            });
+        }
+        let records = r.rest();
+        let mut check = Reader::new(records, "batch record");
+        for _ in 0..count {
+            check.var_bytes()?;
+        }
+        check.finish()?;
+        Ok(Self {
+            session,
+            acked_egress_seq,
+            first_sequence,
+            count,
+            records,
+        })
+    }
+}
+
+/// Iterates a [`MessageBatch`]: `(sequence, message)`.
+#[derive(Debug, Clone)]
+pub struct MessageBatchIter<'a> {
+    next_sequence: u64,
+    left: u16,
+    records: &'a [u8],
+}
+
+impl<'a> Iterator for MessageBatchIter<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        // Validated when the batch was decoded.
+        let len = u32::from_le_bytes(self.records[..4].try_into().expect("4 bytes")) as usize;
+        let payload = &self.records[4..4 + len];
+        self.records = &self.records[4 + len..];
+        self.left -= 1;
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        Some((seq, payload))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (usize::from(self.left), Some(usize::from(self.left)))
+    }
+}
+
+impl ExactSizeIterator for MessageBatchIter<'_> {}
+
+/// Starts a batch in `out` (cleared first) with no messages: a keep-alive until
+/// [`push_batch_message`] adds some.
+pub fn begin_batch(out: &mut Vec<u8>, session: SessionId, first_sequence: u64) {
+    out.clear();
+    out.put_u8(CLIENT_VERSION);
+    out.put_u8(BATCH_TYPE);
+    out.put_u64(session.0);
+    out.put_u64(0);
+    out.put_u64(first_sequence);
+    out.extend_from_slice(&0u16.to_le_bytes());
+    debug_assert_eq!(out.len(), BATCH_HEADER_LEN);
+}
+
+/// Appends the next message to a batch started with [`begin_batch`].
+///
+/// # Panics
+/// If the batch already holds [`MAX_BATCH_MESSAGES`], or `out` does not hold a batch.
+pub fn push_batch_message(out: &mut Vec<u8>, payload: &[u8]) {
+    assert!(out.len() >= BATCH_HEADER_LEN && out[1] == BATCH_TYPE);
+    let count = batch_count(out);
+    assert!(count < MAX_BATCH_MESSAGES, "batch full");
+    out.put_var_bytes(payload);
+    out[BATCH_COUNT_AT..BATCH_COUNT_AT + 2].copy_from_slice(&(count as u16 + 1).to_le_bytes());
+}
+
+/// Messages in the batch `out` holds.
+///
+/// # Panics
+/// If `out` does not hold a batch.
+pub fn batch_count(out: &[u8]) -> usize {
+    assert!(out.len() >= BATCH_HEADER_LEN && out[1] == BATCH_TYPE);
+    usize::from(u16::from_le_bytes([
+        out[BATCH_COUNT_AT],
+        out[BATCH_COUNT_AT + 1],
+    ]))
+}
+
+/// The sequence of the first message of the batch `out` holds.
+///
+/// # Panics
+/// If `out` does not hold a batch.
+pub fn batch_first_sequence(out: &[u8]) -> u64 {
+    assert!(out.len() >= BATCH_HEADER_LEN && out[1] == BATCH_TYPE);
+    u64::from_le_bytes(out[18..26].try_into().expect("8 bytes"))
+}
+
+/// Sets the egress acknowledgement of the batch `out` holds (done last, just before sending).
+///
+/// # Panics
+/// If `out` does not hold a batch.
+pub fn set_batch_ack(out: &mut [u8], acked_egress_seq: u64) {
+    assert!(out.len() >= BATCH_HEADER_LEN && out[1] == BATCH_TYPE);
+    out[BATCH_ACK_AT..BATCH_ACK_AT + 8].copy_from_slice(&acked_egress_seq.to_le_bytes());
+}
 
 /// A message from a client to a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +245,8 @@ pub enum Ingress<'a> {
         /// Given to the authenticator.
         credentials: &'a [u8],
     },
-    /// Re-attach to an existing session (after failover, or from a new address): the leader
+    /// Re-attach to an existing session after failover (from the address that opened it: a
+    /// session belongs to that address; anything naming it from another is refused): the leader
     /// answers with the highest committed sequence and resends cached replies after
     /// `last_egress_seq`.
     Attach {
@@ -49,6 +274,9 @@ pub enum Ingress<'a> {
         /// The session.
         session: SessionId,
     },
+    /// Messages with consecutive sequences and an egress acknowledgement (a keep-alive when
+    /// empty).
+    Batch(MessageBatch<'a>),
 }
 
 /// What a session event reports.
@@ -57,7 +285,8 @@ pub enum Ingress<'a> {
 pub enum EventCode {
     /// Connected or re-attached; `value` = highest committed sequence.
     Ok = 0,
-    /// The authenticator refused the connect.
+    /// The connect was refused (`value`: a [`RejectCode`]), or the message `value` was too
+    /// large.
     Rejected = 1,
     /// This member does not lead: talk to `leader` (or retry if unknown).
     Redirect = 2,
@@ -181,6 +410,26 @@ impl Ingress<'_> {
                 out.put_u8(5);
                 out.put_u64(session.0);
             }
+            Self::Batch(b) => {
+                out.put_u8(BATCH_TYPE);
+                out.put_u64(b.session.0);
+                out.put_u64(b.acked_egress_seq);
+                out.put_u64(b.first_sequence);
+                out.extend_from_slice(&b.count.to_le_bytes());
+                out.extend_from_slice(b.records);
+            }
+        }
+    }
+
+    /// The session the message names (`None` for a connect).
+    pub fn session(&self) -> Option<SessionId> {
+        match *self {
+            Self::Connect { .. } => None,
+            Self::Attach { session, .. }
+            | Self::Message { session, .. }
+            | Self::KeepAlive { session }
+            | Self::Close { session } => Some(session),
+            Self::Batch(b) => Some(b.session),
         }
     }
 
@@ -217,6 +466,7 @@ impl Ingress<'_> {
             5 => Ingress::Close {
                 session: SessionId(r.u64()?),
             },
+            BATCH_TYPE => Ingress::Batch(MessageBatch::decode(&mut r)?),
             tag => {
                 return Err(CodecError::UnknownType {
                     what: "ingress message",
@@ -454,5 +704,74 @@ mod tests {
         .encode(&mut b);
         b[18] = 99;
         assert!(Egress::decode(&b).is_err());
+    }
+
+    #[test]
+    fn batches_round_trip_and_bad_ones_are_refused() {
+        let mut b = Vec::new();
+        begin_batch(&mut b, SessionId(9), 41);
+        let Ok(Ingress::Batch(empty)) = Ingress::decode(&b) else {
+            panic!("an empty batch decodes");
+        };
+        assert!(empty.is_empty());
+        assert_eq!(empty.iter().count(), 0);
+        let msgs: Vec<Vec<u8>> = (0..MAX_BATCH_MESSAGES)
+            .map(|i| vec![i as u8; i % 5])
+            .collect();
+        for m in &msgs {
+            push_batch_message(&mut b, m);
+        }
+        set_batch_ack(&mut b, 77);
+        assert_eq!(batch_count(&b), MAX_BATCH_MESSAGES);
+        let decoded = Ingress::decode(&b).unwrap();
+        let Ingress::Batch(batch) = decoded else {
+            panic!("{decoded:?}");
+        };
+        assert_eq!(batch.session, SessionId(9));
+        assert_eq!(batch.acked_egress_seq, 77);
+        assert_eq!(batch.len(), MAX_BATCH_MESSAGES);
+        let got: Vec<(u64, Vec<u8>)> = batch.iter().map(|(s, m)| (s, m.to_vec())).collect();
+        let want: Vec<(u64, Vec<u8>)> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (41 + i as u64, m.clone()))
+            .collect();
+        assert_eq!(got, want);
+        let mut again = Vec::new();
+        decoded.encode(&mut again);
+        assert_eq!(again, b);
+        // Every truncation, a trailing byte, a count too high or too low: refused.
+        for cut in 0..b.len() {
+            assert!(Ingress::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(Ingress::decode(&trailing).is_err());
+        let mut over = b.clone();
+        over[BATCH_COUNT_AT..BATCH_COUNT_AT + 2].copy_from_slice(&65u16.to_le_bytes());
+        assert!(Ingress::decode(&over).is_err());
+        let mut under = b.clone();
+        under[BATCH_COUNT_AT..BATCH_COUNT_AT + 2].copy_from_slice(&3u16.to_le_bytes());
+        assert!(Ingress::decode(&under).is_err());
+        let mut huge_len = Vec::new();
+        begin_batch(&mut huge_len, SessionId(1), 1);
+        push_batch_message(&mut huge_len, b"x");
+        huge_len[BATCH_HEADER_LEN..BATCH_HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Ingress::decode(&huge_len).is_err());
+        let mut wrap = Vec::new();
+        begin_batch(&mut wrap, SessionId(1), u64::MAX);
+        push_batch_message(&mut wrap, b"x");
+        assert!(Ingress::decode(&wrap).is_err());
+    }
+
+    #[test]
+    fn reject_codes_round_trip() {
+        for c in [
+            RejectCode::Authentication,
+            RejectCode::TooManySessions,
+            RejectCode::Other(99),
+        ] {
+            assert_eq!(RejectCode::from_code(c.code()), c);
+        }
     }
 }

@@ -8,7 +8,7 @@ pub mod entry;
 pub mod frame;
 pub mod peer;
 
-pub use client::{Egress, EventCode, Ingress};
+pub use client::{Egress, EventCode, Ingress, MessageBatch, RejectCode};
 pub use frame::{
     EntryType, FRAME_HEADER_LEN, Frame, FrameHeader, FrameIter, decode_frame, encode_frame,
     frame_len_aligned,

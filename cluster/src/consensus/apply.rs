@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::codec::client::{Egress, EventCode};
+use crate::codec::client::{Egress, EventCode, RejectCode};
 use crate::codec::entry::{
     NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, StateHashPayload,
     decode_session_close, decode_timer_event,
@@ -219,10 +219,23 @@ impl<L: LogStore> Consensus<L> {
                             .values()
                             .find(|s| s.client == p.client && s.correlation_id == correlation_id)
                             .map(|s| s.id);
-                        let (code, id) = if !p.accepted {
-                            (EventCode::Rejected, SessionId(0))
+                        // The cap on sessions holds at apply too (the same on every member:
+                        // `max_sessions` is part of the replicated configuration, like the
+                        // reply cache limits), for opens appended before the cap was reached.
+                        let (code, id, reject) = if !p.accepted {
+                            (
+                                EventCode::Rejected,
+                                SessionId(0),
+                                RejectCode::Authentication,
+                            )
                         } else if let Some(id) = existing {
-                            (EventCode::Ok, id)
+                            (EventCode::Ok, id, RejectCode::Other(0))
+                        } else if ctx.state.sessions.len() >= self.cfg.max_sessions {
+                            (
+                                EventCode::Rejected,
+                                SessionId(0),
+                                RejectCode::TooManySessions,
+                            )
                         } else {
                             let id = SessionId(ctx.state.next_session_id);
                             ctx.state.next_session_id += 1;
@@ -246,7 +259,7 @@ impl<L: LogStore> Consensus<L> {
                                 principal: &self.scratch,
                             };
                             app.session_open(&mut ctx, &session, ts);
-                            (EventCode::Ok, id)
+                            (EventCode::Ok, id, RejectCode::Other(0))
                         };
                         if leader {
                             if code == EventCode::Ok {
@@ -256,7 +269,10 @@ impl<L: LogStore> Consensus<L> {
                                     appended_seq: 0,
                                     addr: p.client,
                                     close_appended: false,
+                                    acked_egress_seq: 0,
                                 });
+                            } else {
+                                self.counters.sessions_rejected += 1;
                             }
                             out.send_client(
                                 p.client,
@@ -266,7 +282,11 @@ impl<L: LogStore> Consensus<L> {
                                     code,
                                     leader: Some(self.cfg.member_id),
                                     term: self.term,
-                                    value: 0,
+                                    value: if code == EventCode::Ok {
+                                        0
+                                    } else {
+                                        reject.code()
+                                    },
                                 },
                             );
                         }

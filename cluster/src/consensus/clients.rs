@@ -8,8 +8,31 @@
 //! not applied is ignored (its reply will come); a message further ahead is refused with
 //! `SequenceGap` naming the sequence the leader has. Duplicates that still reach the log are
 //! dropped when applied, identically on every member.
+//!
+//! Containment of hostile or broken clients (each counted in [`crate::consensus::Counters`],
+//! published in the control file):
+//!
+//! * **Ownership.** A session belongs to the client address that opened it (replicated in the
+//!   session). Any message naming it from another address (a message, batch, keep-alive,
+//!   attach or close) is refused with `UnknownSession` to the sender and never re-binds the
+//!   session (`ingress_not_owned`); an unknown session likewise (`ingress_unknown_session`).
+//!   A client re-attaches after failover from the same address, so failover is unaffected; a
+//!   client that lost its address opens a new session. (Spoofed source addresses need
+//!   network-level protection; UDP cannot tell.)
+//! * **Maximum of sessions.** A connect is refused with `Rejected` and
+//!   [`RejectCode::TooManySessions`] when the open sessions plus the opens this leader
+//!   appended and has not applied reach `max_sessions`, without touching the log (so a flood
+//!   of connects grows neither the log nor memory); the cap is checked again when an open is
+//!   applied, identically on every member. A repeated connect whose session is open gets it
+//!   back. Refusals count in `sessions_rejected`.
+//! * **Slow consumers.** Clients acknowledge the replies they received (the highest egress
+//!   sequence without a gap) in every batch and keep-alive batch, and in an attach. When a
+//!   session's newest reply is more than `max_unacked_egress` ahead of its acknowledgement,
+//!   the leader closes it through the log with `CloseReason::SlowConsumer`, so every member
+//!   agrees (`sessions_disconnected_slow`). A new leader starts each session as acknowledged
+//!   up to its current reply.
 
-use crate::codec::client::{Egress, EventCode, Ingress, encode_reply};
+use crate::codec::client::{Egress, EventCode, Ingress, RejectCode, encode_reply};
 use crate::codec::entry::SessionOpenPayload;
 use crate::codec::frame::EntryType;
 use crate::consensus::Application;
@@ -91,13 +114,28 @@ impl<L: LogStore> Consensus<L> {
         if self.role != Role::Leader || self.stopping.is_some() || self.terminating.is_some() {
             let (correlation_id, session) = match msg {
                 Ingress::Connect { correlation_id, .. } => (correlation_id, SessionId(0)),
-                Ingress::Attach { session, .. }
-                | Ingress::Message { session, .. }
-                | Ingress::KeepAlive { session }
-                | Ingress::Close { session } => (0, session),
+                other => (0, other.session().unwrap_or(SessionId(0))),
             };
             self.session_event(from, correlation_id, session, EventCode::Redirect, 0, out);
             return;
+        }
+        if let Some(session) = msg.session() {
+            // A session belongs to the address that opened it: anything naming it from
+            // elsewhere is refused (and never re-binds it), so no one can inject messages into,
+            // close, or redirect the egress of a session they do not own.
+            match self.state.sessions.get(&session) {
+                None => {
+                    self.counters.ingress_unknown_session += 1;
+                    self.session_event(from, 0, session, EventCode::UnknownSession, 0, out);
+                    return;
+                }
+                Some(s) if s.client != from => {
+                    self.counters.ingress_not_owned += 1;
+                    self.session_event(from, 0, session, EventCode::UnknownSession, 0, out);
+                    return;
+                }
+                Some(_) => {}
+            }
         }
         if self.appends_held() {
             // Suspended by an operator: nothing new goes into the log until resumed; the
@@ -105,7 +143,8 @@ impl<L: LogStore> Consensus<L> {
             let held = match msg {
                 Ingress::Connect { correlation_id, .. } => Some((correlation_id, SessionId(0))),
                 Ingress::Message { session, .. } | Ingress::Close { session } => Some((0, session)),
-                Ingress::Attach { .. } | Ingress::KeepAlive { .. } => None,
+                Ingress::Batch(b) if !b.is_empty() => Some((0, b.session)),
+                Ingress::Attach { .. } | Ingress::KeepAlive { .. } | Ingress::Batch(_) => None,
             };
             if let Some((correlation_id, session)) = held {
                 self.session_event(from, correlation_id, session, EventCode::Busy, 0, out);
@@ -117,55 +156,33 @@ impl<L: LogStore> Consensus<L> {
                 session,
                 sequence,
                 payload,
-            } => self.on_client_message(from, session, sequence, payload, app, out),
+            } => {
+                self.on_client_message(from, session, sequence, payload, app, out);
+            }
+            Ingress::Batch(batch) => {
+                let session = batch.session;
+                let c = self.leader_session(session, from);
+                c.acked_egress_seq = c.acked_egress_seq.max(batch.acked_egress_seq);
+                if batch.is_empty() {
+                    self.keep_alive(from, session, out);
+                }
+                for (sequence, payload) in batch.iter() {
+                    if !self.on_client_message(from, session, sequence, payload, app, out) {
+                        break;
+                    }
+                }
+            }
             Ingress::Connect {
                 correlation_id,
                 credentials,
-            } => {
-                if self.state.sessions.len() >= self.cfg.max_sessions {
-                    self.session_event(from, correlation_id, SessionId(0), EventCode::Busy, 0, out);
-                    return;
-                }
-                let (accepted, mut detail) = match self.authenticator.authenticate(credentials) {
-                    AuthDecision::Accept { principal } => (true, principal),
-                    AuthDecision::Reject { reason } => (false, reason),
-                };
-                detail.truncate(self.cfg.max_message_bytes / 2);
-                let mut payload = std::mem::take(&mut self.scratch);
-                payload.clear();
-                SessionOpenPayload {
-                    client: from,
-                    accepted,
-                    principal: &detail,
-                }
-                .encode(&mut payload);
-                self.append_entry(
-                    EntryType::SessionOpen,
-                    SessionId(0),
-                    correlation_id,
-                    &payload,
-                );
-                self.scratch = payload;
-                self.maybe_flush(app, out);
-            }
+            } => self.on_connect(from, correlation_id, credentials, app, out),
             Ingress::Attach {
                 session,
                 last_egress_seq,
             } => {
-                let Some(s) = self.state.sessions.get(&session) else {
-                    self.session_event(from, 0, session, EventCode::UnknownSession, 0, out);
-                    return;
-                };
-                let last_seq = s.last_seq;
-                let now = self.now_ns;
-                let c = self.clients.entry(session).or_insert(LeaderSession {
-                    last_heard_ns: now,
-                    appended_seq: last_seq,
-                    addr: from,
-                    close_appended: false,
-                });
-                c.addr = from;
-                c.last_heard_ns = now;
+                let last_seq = self.state.sessions[&session].last_seq;
+                let c = self.leader_session(session, from);
+                c.acked_egress_seq = c.acked_egress_seq.max(last_egress_seq);
                 self.session_event(from, 0, session, EventCode::Ok, last_seq, out);
                 let s = &self.state.sessions[&session];
                 for (r, bytes) in s.replies.iter() {
@@ -183,36 +200,117 @@ impl<L: LogStore> Consensus<L> {
                     }
                 }
             }
-            Ingress::KeepAlive { session } => {
-                let Some(s) = self.state.sessions.get(&session) else {
-                    self.session_event(from, 0, session, EventCode::UnknownSession, 0, out);
-                    return;
-                };
-                let last_seq = s.last_seq;
-                if let Some(c) = self.clients.get_mut(&session) {
-                    c.last_heard_ns = self.now_ns;
-                    c.addr = from;
-                }
-                out.send_client(
-                    from,
-                    &Egress::Ack {
-                        session,
-                        committed_seq: last_seq,
-                    },
-                );
-            }
+            Ingress::KeepAlive { session } => self.keep_alive(from, session, out),
             Ingress::Close { session } => {
-                if self.state.sessions.contains_key(&session) {
-                    self.append_close(session, CloseReason::ClientAction);
-                    self.maybe_flush(app, out);
-                } else {
-                    self.session_event(from, 0, session, EventCode::UnknownSession, 0, out);
-                }
+                self.append_close(session, CloseReason::ClientAction);
+                self.maybe_flush(app, out);
             }
         }
     }
 
-    /// The hot path: one client message on the leader.
+    /// The leader's view of an open session owned by `from`, created if this leader has none
+    /// yet; marks the client heard from now.
+    fn leader_session(&mut self, session: SessionId, from: ClientAddr) -> &mut LeaderSession {
+        let s = &self.state.sessions[&session];
+        let (last_seq, egress_seq) = (s.last_seq, s.egress_seq);
+        let now = self.now_ns;
+        let c = self.clients.entry(session).or_insert(LeaderSession {
+            last_heard_ns: now,
+            appended_seq: last_seq,
+            addr: from,
+            close_appended: false,
+            acked_egress_seq: egress_seq,
+        });
+        c.last_heard_ns = now;
+        c.addr = from;
+        c
+    }
+
+    fn keep_alive(&mut self, from: ClientAddr, session: SessionId, out: &mut Outbox) {
+        let last_seq = self.state.sessions[&session].last_seq;
+        if let Some(c) = self.clients.get_mut(&session) {
+            c.last_heard_ns = self.now_ns;
+        }
+        out.send_client(
+            from,
+            &Egress::Ack {
+                session,
+                committed_seq: last_seq,
+            },
+        );
+    }
+
+    fn on_connect(
+        &mut self,
+        from: ClientAddr,
+        correlation_id: u64,
+        credentials: &[u8],
+        app: &mut dyn Application,
+        out: &mut Outbox,
+    ) {
+        // A repeated connect whose open was applied (its answer was lost) gets the same
+        // session back, even at the cap.
+        let existing = self
+            .state
+            .sessions
+            .values()
+            .find(|s| s.client == from && s.correlation_id == correlation_id)
+            .map(|s| s.id);
+        if let Some(id) = existing {
+            self.session_event(from, correlation_id, id, EventCode::Ok, 0, out);
+            return;
+        }
+        if self.opens_term != self.term {
+            self.opens_term = self.term;
+            self.pending_opens.clear();
+        }
+        while self
+            .pending_opens
+            .front()
+            .is_some_and(|end| *end <= self.applied)
+        {
+            self.pending_opens.pop_front();
+        }
+        if self.state.sessions.len() + self.pending_opens.len() >= self.cfg.max_sessions {
+            self.counters.sessions_rejected += 1;
+            self.session_event(
+                from,
+                correlation_id,
+                SessionId(0),
+                EventCode::Rejected,
+                RejectCode::TooManySessions.code(),
+                out,
+            );
+            return;
+        }
+        let (accepted, mut detail) = match self.authenticator.authenticate(credentials) {
+            AuthDecision::Accept { principal } => (true, principal),
+            AuthDecision::Reject { reason } => (false, reason),
+        };
+        detail.truncate(self.cfg.max_message_bytes / 2);
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        SessionOpenPayload {
+            client: from,
+            accepted,
+            principal: &detail,
+        }
+        .encode(&mut payload);
+        let end = self.append_entry(
+            EntryType::SessionOpen,
+            SessionId(0),
+            correlation_id,
+            &payload,
+        );
+        if accepted {
+            self.pending_opens.push_back(end);
+        }
+        self.scratch = payload;
+        self.maybe_flush(app, out);
+    }
+
+    /// The hot path: one client message on the leader (its session exists and belongs to
+    /// `from`). Returns whether later messages of the same batch may follow it.
     fn on_client_message(
         &mut self,
         from: ClientAddr,
@@ -221,33 +319,25 @@ impl<L: LogStore> Consensus<L> {
         payload: &[u8],
         app: &mut dyn Application,
         out: &mut Outbox,
-    ) {
+    ) -> bool {
         let Some(s) = self.state.sessions.get(&session) else {
             self.session_event(from, 0, session, EventCode::UnknownSession, 0, out);
-            return;
+            return false;
         };
         if s.closing.is_some() {
             self.session_event(from, 0, session, EventCode::Closed, s.last_seq, out);
-            return;
+            return false;
         }
         let last_seq = s.last_seq;
         if payload.len() > self.cfg.max_message_bytes {
             self.session_event(from, 0, session, EventCode::Rejected, sequence, out);
-            return;
+            return false;
         }
-        let now = self.now_ns;
-        let c = self.clients.entry(session).or_insert(LeaderSession {
-            last_heard_ns: now,
-            appended_seq: last_seq,
-            addr: from,
-            close_appended: false,
-        });
-        c.last_heard_ns = now;
-        c.addr = from;
+        let c = self.leader_session(session, from);
         // Entries of earlier terms applied since this leader started count as appended.
         c.appended_seq = c.appended_seq.max(last_seq);
         if c.close_appended {
-            return;
+            return false;
         }
         if sequence <= last_seq {
             // Already applied: answer from the reply cache.
@@ -286,7 +376,9 @@ impl<L: LogStore> Consensus<L> {
         } else {
             let have = c.appended_seq;
             self.session_event(from, 0, session, EventCode::SequenceGap, have, out);
+            return false;
         }
+        true
     }
 
     fn maybe_flush(&mut self, app: &mut dyn Application, out: &mut Outbox) {
@@ -316,6 +408,15 @@ impl<L: LogStore> Consensus<L> {
                 bytes,
             );
             out.finish_client(to, start);
+            let behind = self.clients.get(&session).is_some_and(|c| {
+                !c.close_appended
+                    && s.egress_seq.saturating_sub(c.acked_egress_seq) > self.cfg.max_unacked_egress
+            });
+            if behind && !self.appends_held() {
+                // A slow consumer: closed through the log, so every member agrees.
+                self.counters.sessions_disconnected_slow += 1;
+                self.append_close(session, CloseReason::SlowConsumer);
+            }
         }
         self.state.new_replies.clear();
     }

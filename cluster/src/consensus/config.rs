@@ -34,8 +34,15 @@ pub struct Config {
     pub reply_cache_entries: usize,
     /// Replies kept per session (the reply cache), by bytes.
     pub reply_cache_bytes: usize,
-    /// Most open sessions.
+    /// Most open sessions: a connect beyond it is refused (`Rejected`, reason
+    /// `TooManySessions`), on the leader and again when the open is applied. Must be the same
+    /// on every member (it decides replicated state).
     pub max_sessions: usize,
+    /// Most replies the leader sends a session beyond the highest egress sequence its client
+    /// acknowledged (in its batches and keep-alives, or an attach). A client that stops
+    /// reading falls behind by more and is closed through the log with
+    /// `CloseReason::SlowConsumer` (a slow consumer), so every member agrees.
+    pub max_unacked_egress: u64,
     /// Most service messages waiting for the log.
     pub max_pending_service_messages: usize,
     /// Seed of the core's PRNG (election jitter).
@@ -64,6 +71,7 @@ impl Config {
             reply_cache_entries: 64,
             reply_cache_bytes: 64 * 1024,
             max_sessions: 1024,
+            max_unacked_egress: 4096,
             max_pending_service_messages: 1024,
             seed: 0x7A4D_E11A ^ u64::from(member_id.0),
             bugs: BugFlags::default(),
@@ -91,6 +99,7 @@ impl Config {
         assert!(self.max_inflight_bytes >= self.max_append_bytes as u64);
         assert!(self.snapshot_chunk_bytes >= 64);
         assert!(self.reply_cache_entries >= 1);
+        assert!(self.max_sessions >= 1 && self.max_unacked_egress >= 1);
         assert!(self.reply_cache_bytes >= self.max_message_bytes);
     }
 }

@@ -78,6 +78,9 @@ pub(super) struct LeaderSession {
     pub(super) appended_seq: u64,
     pub(super) addr: ClientAddr,
     pub(super) close_appended: bool,
+    /// Highest egress sequence the client acknowledged (at term start: the session's egress
+    /// sequence then, so a new leader never counts replies sent before it as unread).
+    pub(super) acked_egress_seq: u64,
 }
 
 /// An operator request made on this member, not yet applied here.
@@ -121,6 +124,18 @@ pub struct Counters {
     pub snapshots_installed: u64,
     /// Snapshots taken at markers.
     pub snapshots_taken: u64,
+    /// Connects refused (leader): the authenticator said no, or the cluster held its maximum
+    /// of sessions.
+    pub sessions_rejected: u64,
+    /// Sessions closed (leader) because their client fell more than `max_unacked_egress`
+    /// replies behind (slow consumers).
+    pub sessions_disconnected_slow: u64,
+    /// Client messages (leader) naming a session that does not exist.
+    pub ingress_unknown_session: u64,
+    /// Client messages (leader) naming a session opened from another address; not applied.
+    pub ingress_not_owned: u64,
+    /// Member messages of an older term (answered with this member's term, never acted on).
+    pub stale_term_messages: u64,
 }
 
 /// One member's consensus core (DESIGN §5, §6): a pure state machine, generic over its log
@@ -176,6 +191,10 @@ pub struct Consensus<L: LogStore> {
     pub(super) stopping: Option<i64>,
     pub(super) timer_fires: BTreeSet<(u64, u64)>,
     pub(super) clients: BTreeMap<SessionId, LeaderSession>,
+    /// Leader: end positions of the session opens it appended in term `opens_term` and has
+    /// not applied yet (they count toward `max_sessions`).
+    pub(super) pending_opens: VecDeque<LogPosition>,
+    pub(super) opens_term: Term,
     pub(super) service_appended_to: u64,
 
     pub(super) commit_replies: Vec<Option<LogPosition>>,
@@ -294,6 +313,8 @@ impl<L: LogStore> Consensus<L> {
             stopping: None,
             timer_fires: BTreeSet::new(),
             clients: BTreeMap::new(),
+            pending_opens: VecDeque::new(),
+            opens_term: Term(0),
             service_appended_to: 0,
             commit_replies: vec![None; n],
             learner_target: None,
@@ -440,6 +461,9 @@ impl<L: LogStore> Consensus<L> {
             }
             Input::Peer { from, msg } => {
                 if from.0 < self.cfg.member_count && from != self.cfg.member_id {
+                    if msg.term() < self.term && !matches!(msg, PeerMessage::CommitQuery { .. }) {
+                        self.counters.stale_term_messages += 1;
+                    }
                     self.on_peer(from, msg, app, out);
                 }
             }

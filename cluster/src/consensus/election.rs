@@ -419,13 +419,13 @@ impl<L: LogStore> Consensus<L> {
         self.append_entry(EntryType::NewLeadershipTerm, SessionId(0), 0, &payload);
         self.scratch = payload;
         // A new leader restarts every session's keep-alive clock and tells every client.
-        let sessions: Vec<(SessionId, u64, crate::consensus::types::ClientAddr)> = self
+        let sessions: Vec<(SessionId, u64, crate::consensus::types::ClientAddr, u64)> = self
             .state
             .sessions
             .values()
-            .map(|s| (s.id, s.last_seq, s.client))
+            .map(|s| (s.id, s.last_seq, s.client, s.egress_seq))
             .collect();
-        for (id, last_seq, addr) in sessions {
+        for (id, last_seq, addr, egress_seq) in sessions {
             self.clients.insert(
                 id,
                 LeaderSession {
@@ -433,6 +433,7 @@ impl<L: LogStore> Consensus<L> {
                     appended_seq: last_seq,
                     addr,
                     close_appended: false,
+                    acked_egress_seq: egress_seq,
                 },
             );
             out.send_client(

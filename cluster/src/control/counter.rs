@@ -23,9 +23,10 @@ pub enum Counter {
     DroppedWrongCluster = 7,
     /// Datagrams dropped: unknown member id.
     DroppedUnknownMember = 8,
-    /// Datagrams dropped: unknown client session.
+    /// Client messages refused: unknown session (or a client address the node cannot
+    /// represent).
     DroppedUnknownSession = 9,
-    /// Datagrams dropped: stale (old term or already seen).
+    /// Member messages of an older term: answered with the current term, never acted on.
     DroppedStale = 10,
     /// Frames resent to peers or clients.
     Resends = 11,
@@ -35,7 +36,8 @@ pub enum Counter {
     SnapshotsTaken = 13,
     /// Client sessions open now (a gauge).
     SessionsOpen = 14,
-    /// Client session requests rejected.
+    /// Connects refused (on the leader): the authenticator said no, or the cluster held its
+    /// maximum of sessions.
     SessionsRejected = 15,
     /// Timers fired.
     TimersFired = 16,
@@ -44,11 +46,17 @@ pub enum Counter {
     /// Snapshot positions where this member's service state hash differed from the
     /// leader's (non-deterministic service code).
     StateDivergences = 18,
+    /// Sessions closed (on the leader) because their client stopped reading its egress: it
+    /// fell more than the configured bound of replies behind (slow consumers).
+    SessionsDisconnectedSlow = 19,
+    /// Client messages refused (on the leader) because they named a session opened from
+    /// another address.
+    DroppedSessionNotOwned = 20,
 }
 
 impl Counter {
     /// Every named counter, in slot order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::DatagramsIn,
         Self::DatagramsOut,
         Self::BytesIn,
@@ -68,6 +76,8 @@ impl Counter {
         Self::TimersFired,
         Self::Errors,
         Self::StateDivergences,
+        Self::SessionsDisconnectedSlow,
+        Self::DroppedSessionNotOwned,
     ];
 
     /// The counter's slot.
@@ -99,6 +109,8 @@ impl Counter {
             Self::TimersFired => "timers_fired",
             Self::Errors => "errors",
             Self::StateDivergences => "state_divergences",
+            Self::SessionsDisconnectedSlow => "sessions_disconnected_slow",
+            Self::DroppedSessionNotOwned => "dropped_session_not_owned",
         }
     }
 }

@@ -28,7 +28,7 @@
 //!               | updated_ns (node clock at last update) | 6 words reserved       |
 //!   256    32 +- members: 16 slots x 32 bytes, slot = member id ----------------+
 //!               | append position | commit position | last heard ns | reserved  |
-//!   768    96 +- counters: 64 x u64, slot = Counter index (18 named, rest spare) +
+//!   768    96 +- counters: 64 x u64, slot = Counter index (21 named, rest spare) +
 //!  1280   160 +- control toggle (64 bytes) -------------------------------------+
 //!               | toggle: seq << 16 | phase << 8 | action code; 0 = NEUTRAL     |
 //!               |   phase 1 claimed by a tool, 2 pending, 3 in progress         |

@@ -5,7 +5,12 @@
 //!   session id once it is applied.
 //! * `offer` gives the message the next sequence number, keeps it until the cluster says it
 //!   is committed (`Reply.committed_seq` or `Ack`), and refuses with
-//!   [`ClientError::BackPressure`] while `window` messages are unacknowledged.
+//!   [`ClientError::BackPressure`] while `window` messages are unacknowledged. Messages are
+//!   batched: `offer` appends to a pending datagram (an ingress `Batch`, at most
+//!   [`MAX_BATCH_MESSAGES`] messages within the MTU), sent when it holds that many, when the
+//!   next message would not fit, or on [`ClusterClient::poll`] / [`ClusterClient::flush`].
+//!   Every batch (and keep-alive) carries the highest reply sequence received, which the
+//!   leader uses to close clients that stop reading (slow consumers).
 //! * `poll` receives replies in egress order (each delivered once), acks, redirects and
 //!   session events; it resends unacknowledged messages when the leader is silent for
 //!   `resend_interval`, sends keep-alives, and after `leader_timeout` without an answer moves
@@ -14,13 +19,18 @@
 //!   re-sends the rest. Already-applied messages are answered from the reply cache.
 //!
 //! The client is single-threaded and non-blocking; the `*_blocking` helpers poll with a short
-//! sleep.
+//! sleep. Once connected and warmed up, `offer` and `poll` do not allocate: unacknowledged
+//! messages live in a ring of `window` reusable buffers, the pending batch in one reusable
+//! buffer, and replies are handed to the handler straight from the receive buffer.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::codec::client::{Egress, EventCode, Ingress};
+use crate::codec::client::{
+    BATCH_HEADER_LEN, BATCH_RECORD_OVERHEAD, Egress, EventCode, Ingress, MAX_BATCH_MESSAGES,
+    RejectCode, batch_count, batch_first_sequence, begin_batch, push_batch_message, set_batch_ack,
+};
 use crate::consensus::SessionId;
+use crate::transport::frame::HEADER_LEN;
 use crate::transport::{
     Event, InProcHub, IoMode, MemberEndpoints, Transport, TransportConfig, UdpConfig,
 };
@@ -39,6 +49,9 @@ pub struct ClientConfig {
     pub credentials: Vec<u8>,
     /// Most unacknowledged messages (keep at or below the cluster's reply cache entries).
     pub window: usize,
+    /// Send an acknowledgement of received replies (a keep-alive) once this many arrived
+    /// since the last one sent; keep well below the cluster's `max_unacked_egress`.
+    pub ack_every: u64,
     /// Largest message.
     pub max_message_bytes: usize,
     /// Resend unacknowledged messages after this long without an answer.
@@ -65,6 +78,7 @@ impl ClientConfig {
             cluster_id: 0,
             credentials: Vec::new(),
             window: 64,
+            ack_every: 256,
             max_message_bytes: 32 * 1024,
             resend_interval: Duration::from_millis(300),
             leader_timeout: Duration::from_millis(1500),
@@ -75,11 +89,59 @@ impl ClientConfig {
     }
 }
 
-/// A session with a cluster.
+/// Messages sent and not yet known committed: `window` reusable buffers, the message with
+/// sequence `s` in slot `s % window` (the unacknowledged sequences are consecutive).
 #[derive(Debug)]
-pub struct ClusterClient {
+struct Unacked {
+    slots: Vec<Vec<u8>>,
+    /// Sequence of the oldest unacknowledged message.
+    first: u64,
+    len: usize,
+}
+
+impl Unacked {
+    fn new(window: usize) -> Self {
+        Self {
+            slots: (0..window).map(|_| Vec::new()).collect(),
+            first: 1,
+            len: 0,
+        }
+    }
+
+    fn slot(&self, seq: u64) -> usize {
+        (seq % self.slots.len() as u64) as usize
+    }
+
+    fn push(&mut self, seq: u64, msg: &[u8]) {
+        assert!(self.len < self.slots.len(), "window full");
+        assert_eq!(
+            seq,
+            self.first + self.len as u64,
+            "sequences are consecutive"
+        );
+        let i = self.slot(seq);
+        let buf = &mut self.slots[i];
+        buf.clear();
+        buf.extend_from_slice(msg);
+        self.len += 1;
+    }
+
+    /// Forgets every message up to `committed`.
+    fn release_to(&mut self, committed: u64) {
+        while self.len > 0 && self.first <= committed {
+            self.first += 1;
+            self.len -= 1;
+        }
+        if self.len == 0 {
+            self.first = self.first.max(committed + 1);
+        }
+    }
+}
+
+/// The client's state apart from its network (so receiving can borrow both).
+#[derive(Debug)]
+struct State {
     cfg: ClientConfig,
-    net: NodeNetwork,
     /// Member we talk to (the leader, as far as we know).
     target: u32,
     session: Option<SessionId>,
@@ -87,15 +149,31 @@ pub struct ClusterClient {
     next_seq: u64,
     committed_seq: u64,
     last_egress_seq: u64,
-    unacked: VecDeque<(u64, Vec<u8>)>,
+    /// The last egress sequence acknowledged to the cluster.
+    acked_sent: u64,
+    unacked: Unacked,
+    /// The pending batch (empty: none).
+    batch: Vec<u8>,
+    /// Largest batch in bytes (one datagram's payload).
+    batch_limit: usize,
     last_heard: Instant,
     last_sent: Instant,
     last_resend: Instant,
     attaching: bool,
     error: Option<ClientError>,
+    /// A refusal to report from this poll (not sticky).
+    refused: Option<ClientError>,
+    want_attach: bool,
+    want_resend: bool,
     scratch: Vec<u8>,
-    replies: VecDeque<(u64, Vec<u8>)>,
     failovers: u64,
+}
+
+/// A session with a cluster.
+#[derive(Debug)]
+pub struct ClusterClient {
+    net: NodeNetwork,
+    st: State,
 }
 
 impl ClusterClient {
@@ -114,7 +192,7 @@ impl ClusterClient {
         };
         let t = Transport::bind_client(tc, cfg.members.clone(), cfg.io)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Self::with_network(cfg, NodeNetwork::Udp(Box::new(t))))
+        Self::with_network(cfg, NodeNetwork::Udp(Box::new(t)))
     }
 
     /// A client on an in-process hub.
@@ -125,92 +203,116 @@ impl ClusterClient {
         let t = hub
             .bind_client()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Self::with_network(cfg, NodeNetwork::InProc(Box::new(t))))
+        Self::with_network(cfg, NodeNetwork::InProc(Box::new(t)))
     }
 
-    fn with_network(cfg: ClientConfig, net: NodeNetwork) -> Self {
-        let now = Instant::now();
-        Self {
-            cfg,
-            net,
-            target: 0,
-            session: None,
-            correlation_id: u64::from(std::process::id()) << 32
-                | u64::from(now.elapsed().subsec_nanos()),
-            next_seq: 1,
-            committed_seq: 0,
-            last_egress_seq: 0,
-            unacked: VecDeque::new(),
-            last_heard: now,
-            last_sent: now,
-            last_resend: now,
-            attaching: false,
-            error: None,
-            scratch: Vec::with_capacity(2048),
-            replies: VecDeque::new(),
-            failovers: 0,
+    fn with_network(cfg: ClientConfig, net: NodeNetwork) -> Result<Self, ClientError> {
+        if cfg.window == 0 || cfg.members.is_empty() || cfg.ack_every == 0 {
+            return Err(ClientError::Transport(
+                "window, ack_every and the members list must not be empty".into(),
+            ));
         }
+        if cfg.mtu < HEADER_LEN + BATCH_HEADER_LEN + BATCH_RECORD_OVERHEAD + 1 {
+            return Err(ClientError::Transport(format!(
+                "mtu {} too small for a message batch",
+                cfg.mtu
+            )));
+        }
+        let now = Instant::now();
+        let batch_limit = cfg.mtu - HEADER_LEN;
+        let batch_capacity = batch_limit.max(BATCH_HEADER_LEN + 4 + cfg.max_message_bytes);
+        let window = cfg.window;
+        Ok(Self {
+            net,
+            st: State {
+                target: 0,
+                session: None,
+                correlation_id: u64::from(std::process::id()) << 32
+                    | u64::from(now.elapsed().subsec_nanos()),
+                next_seq: 1,
+                committed_seq: 0,
+                last_egress_seq: 0,
+                acked_sent: 0,
+                unacked: Unacked::new(window),
+                batch: Vec::with_capacity(batch_capacity),
+                batch_limit,
+                last_heard: now,
+                last_sent: now,
+                last_resend: now,
+                attaching: false,
+                error: None,
+                refused: None,
+                want_attach: false,
+                want_resend: false,
+                scratch: Vec::with_capacity(256),
+                failovers: 0,
+                cfg,
+            },
+        })
     }
 
     /// The session id, once connected.
     pub fn session(&self) -> Option<SessionId> {
-        self.session
+        self.st.session
     }
 
     /// The member the client talks to.
     pub fn leader(&self) -> u32 {
-        self.target
+        self.st.target
     }
 
     /// Highest sequence the cluster reported committed.
     pub fn committed_seq(&self) -> u64 {
-        self.committed_seq
+        self.st.committed_seq
     }
 
-    /// Messages sent and not yet known committed.
+    /// Messages offered and not yet known committed.
     pub fn in_flight(&self) -> usize {
-        self.unacked.len()
+        self.st.unacked.len
     }
 
     /// Times the client moved to another member without being told to.
     pub fn failovers(&self) -> u64 {
-        self.failovers
+        self.st.failovers
     }
 
-    fn send(&mut self, msg: &Ingress<'_>) {
-        self.scratch.clear();
-        msg.encode(&mut self.scratch);
-        let _ = self.net.send_to_member(self.target, &self.scratch);
-        let _ = self.net.flush();
-        self.last_sent = Instant::now();
+    /// Datagrams-worth of messages this client handed to its transport (batches, keep-alives,
+    /// connects, attaches): with batching, fewer than the messages offered.
+    pub fn messages_sent(&self) -> u64 {
+        self.net.counters().messages_out
     }
 
-    fn next_member(&mut self) {
-        self.target = (self.target + 1) % self.cfg.members.len() as u32;
+    /// The highest reply sequence received without a gap.
+    pub fn last_egress_seq(&self) -> u64 {
+        self.st.last_egress_seq
     }
 
     /// Connects (opens a session), following redirects, within `timeout`.
     ///
     /// # Errors
     /// [`ClientError::Timeout`] if no leader accepted in time; [`ClientError::Rejected`] if
-    /// the authenticator refused.
+    /// the cluster refused (the authenticator, or its maximum of sessions).
     pub fn connect(&mut self, timeout: Duration) -> Result<SessionId, ClientError> {
         let start = Instant::now();
-        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let st = &mut self.st;
+        st.correlation_id = st.correlation_id.wrapping_add(1);
         let mut last_try = Instant::now() - Duration::from_secs(10);
         while start.elapsed() < timeout {
-            if last_try.elapsed() >= self.cfg.resend_interval {
+            if last_try.elapsed() >= st.cfg.resend_interval {
                 last_try = Instant::now();
-                let creds = std::mem::take(&mut self.cfg.credentials);
-                self.send(&Ingress::Connect {
-                    correlation_id: self.correlation_id,
-                    credentials: &creds,
-                });
-                self.cfg.credentials = creds;
+                let creds = std::mem::take(&mut st.cfg.credentials);
+                st.send(
+                    &mut self.net,
+                    &Ingress::Connect {
+                        correlation_id: st.correlation_id,
+                        credentials: &creds,
+                    },
+                );
+                st.cfg.credentials = creds;
             }
             let mut outcome: Option<Result<SessionId, ClientError>> = None;
             let mut redirect: Option<Option<u32>> = None;
-            let cid = self.correlation_id;
+            let cid = st.correlation_id;
             let _ = self.net.poll(0, |e| {
                 let Event::FromMember { msg, .. } = e else {
                     return;
@@ -220,6 +322,7 @@ impl ClusterClient {
                     session,
                     code,
                     leader,
+                    value,
                     ..
                 }) = Egress::decode(msg)
                 {
@@ -228,7 +331,11 @@ impl ClusterClient {
                     }
                     match code {
                         EventCode::Ok => outcome = Some(Ok(session)),
-                        EventCode::Rejected => outcome = Some(Err(ClientError::Rejected)),
+                        EventCode::Rejected => {
+                            outcome = Some(Err(ClientError::Rejected {
+                                reason: RejectCode::from_code(value),
+                            }));
+                        }
                         EventCode::Redirect => redirect = Some(leader.map(|m| m.0)),
                         _ => {}
                     }
@@ -236,24 +343,24 @@ impl ClusterClient {
             });
             match outcome {
                 Some(Ok(s)) => {
-                    self.session = Some(s);
-                    self.last_heard = Instant::now();
+                    st.session = Some(s);
+                    st.last_heard = Instant::now();
                     return Ok(s);
                 }
                 Some(Err(e)) => return Err(e),
                 None => {}
             }
             match redirect {
-                Some(Some(l)) if l != self.target => {
-                    self.target = l;
-                    last_try = Instant::now() - self.cfg.resend_interval;
+                Some(Some(l)) if l != st.target => {
+                    st.target = l;
+                    last_try = Instant::now() - st.cfg.resend_interval;
                 }
                 Some(_) => {
-                    self.next_member();
+                    st.next_member();
                 }
                 None => {
-                    if last_try.elapsed() >= self.cfg.resend_interval {
-                        self.next_member();
+                    if last_try.elapsed() >= st.cfg.resend_interval {
+                        st.next_member();
                     }
                 }
             }
@@ -265,204 +372,105 @@ impl ClusterClient {
         })
     }
 
-    /// Offers a message; returns its sequence number.
+    /// Offers a message; returns its sequence number. The message joins the pending batch,
+    /// sent when full, when the next message would not fit, or on `poll` / `flush`.
     ///
     /// # Errors
     /// [`ClientError::BackPressure`] while the window is full (poll, then retry);
     /// [`ClientError::TooLarge`]; [`ClientError::NotConnected`]; a session error seen by an
     /// earlier `poll`.
     pub fn offer(&mut self, msg: &[u8]) -> Result<u64, ClientError> {
-        if let Some(e) = &self.error {
+        let st = &mut self.st;
+        if let Some(e) = &st.error {
             return Err(e.clone());
         }
-        let Some(session) = self.session else {
+        if st.session.is_none() {
             return Err(ClientError::NotConnected);
-        };
-        if msg.len() > self.cfg.max_message_bytes {
+        }
+        if msg.len() > st.cfg.max_message_bytes {
             return Err(ClientError::TooLarge {
                 len: msg.len(),
-                max: self.cfg.max_message_bytes,
+                max: st.cfg.max_message_bytes,
             });
         }
-        if self.unacked.len() >= self.cfg.window {
+        if st.unacked.len >= st.cfg.window {
             return Err(ClientError::BackPressure {
-                in_flight: self.unacked.len(),
+                in_flight: st.unacked.len,
             });
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.unacked.push_back((seq, msg.to_vec()));
-        if !self.attaching {
-            self.send(&Ingress::Message {
-                session,
-                sequence: seq,
-                payload: msg,
-            });
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.unacked.push(seq, msg);
+        if !st.attaching {
+            st.add_to_batch(&mut self.net, seq, msg);
         }
         Ok(seq)
     }
 
-    fn resend_unacked(&mut self) {
-        let Some(session) = self.session else { return };
-        let unacked = std::mem::take(&mut self.unacked);
-        for (seq, m) in &unacked {
-            self.send(&Ingress::Message {
-                session,
-                sequence: *seq,
-                payload: m,
-            });
-        }
-        self.unacked = unacked;
-        self.last_resend = Instant::now();
+    /// Sends the pending batch now.
+    pub fn flush(&mut self) {
+        self.st.flush_batch(&mut self.net);
     }
 
-    fn note_committed(&mut self, committed: u64) {
-        if committed > self.committed_seq {
-            self.committed_seq = committed;
-        }
-        while self
-            .unacked
-            .front()
-            .is_some_and(|(s, _)| *s <= self.committed_seq)
-        {
-            self.unacked.pop_front();
-        }
-    }
-
-    fn attach(&mut self) {
-        let Some(session) = self.session else { return };
-        self.attaching = true;
-        self.send(&Ingress::Attach {
-            session,
-            last_egress_seq: self.last_egress_seq,
-        });
-    }
-
-    /// Receives what arrived and calls `handler(request_seq, reply)` for each new reply, in
-    /// egress order; does resends, keep-alives and failover. Returns the replies delivered.
+    /// Sends the pending batch, then receives what arrived and calls
+    /// `handler(request_seq, reply)` for each new reply, in egress order (straight from the
+    /// receive buffer); does resends, keep-alives, acknowledgements and failover. Returns the
+    /// replies delivered.
     ///
     /// # Errors
     /// [`ClientError::SessionExpired`] or [`ClientError::UnknownSession`] when the cluster
     /// closed the session; [`ClientError::MessageRejected`] for a refused message.
     pub fn poll(&mut self, mut handler: impl FnMut(u64, &[u8])) -> Result<usize, ClientError> {
-        if let Some(e) = &self.error {
+        if let Some(e) = &self.st.error {
             return Err(e.clone());
         }
-        let Some(session) = self.session else {
+        let Some(session) = self.st.session else {
             return Err(ClientError::NotConnected);
         };
-        let mut events: Vec<(u32, Vec<u8>)> = Vec::new();
+        self.st.flush_batch(&mut self.net);
+        let mut delivered = 0;
+        let st = &mut self.st;
         let _ = self.net.poll(0, |e| {
             if let Event::FromMember { member_id, msg } = e {
-                events.push((member_id, msg.to_vec()));
+                st.on_egress(session, member_id, msg, &mut handler, &mut delivered);
             }
         });
-        let mut delivered = 0;
-        for (from, bytes) in events {
-            let Ok(msg) = Egress::decode(&bytes) else {
-                continue;
-            };
-            match msg {
-                Egress::Reply {
-                    session: s,
-                    egress_seq,
-                    request_seq,
-                    committed_seq,
-                    payload,
-                } if s == session => {
-                    self.last_heard = Instant::now();
-                    self.note_committed(committed_seq);
-                    if egress_seq == self.last_egress_seq + 1 {
-                        self.last_egress_seq = egress_seq;
-                        self.replies.push_back((request_seq, payload.to_vec()));
-                    } else if egress_seq > self.last_egress_seq + 1 && from == self.target {
-                        // A reply was lost: the leader resends cached ones after an attach.
-                        self.attach();
-                    }
-                }
-                Egress::Ack {
-                    session: s,
-                    committed_seq,
-                } if s == session => {
-                    self.last_heard = Instant::now();
-                    self.note_committed(committed_seq);
-                }
-                Egress::NewLeader {
-                    session: s, leader, ..
-                } if s == session => {
-                    self.target = leader.0;
-                    self.attach();
-                }
-                Egress::SessionEvent {
-                    session: s,
-                    code,
-                    leader,
-                    value,
-                    correlation_id,
-                    ..
-                } if s == session || (correlation_id == 0 && s.0 == 0) => match code {
-                    EventCode::Ok => {
-                        self.last_heard = Instant::now();
-                        self.target = from;
-                        self.attaching = false;
-                        self.note_committed(value);
-                        self.resend_unacked();
-                    }
-                    EventCode::Redirect => {
-                        match leader {
-                            Some(l) if l.0 != self.target => self.target = l.0,
-                            _ => self.next_member(),
-                        }
-                        self.attach();
-                    }
-                    EventCode::Closed => {
-                        let e = ClientError::SessionExpired {
-                            committed_seq: value.max(self.committed_seq),
-                        };
-                        self.error = Some(e.clone());
-                        return Err(e);
-                    }
-                    EventCode::UnknownSession => {
-                        let e = ClientError::UnknownSession { session: session.0 };
-                        self.error = Some(e.clone());
-                        return Err(e);
-                    }
-                    EventCode::SequenceGap => {
-                        self.note_committed(value);
-                        self.resend_unacked();
-                    }
-                    EventCode::Rejected => {
-                        return Err(ClientError::MessageRejected { sequence: value });
-                    }
-                    EventCode::Busy => {}
-                },
-                _ => {}
-            }
+        if let Some(e) = &st.error {
+            return Err(e.clone());
         }
-        while let Some((seq, reply)) = self.replies.pop_front() {
-            handler(seq, &reply);
-            delivered += 1;
+        if std::mem::take(&mut st.want_attach) {
+            st.want_resend = false;
+            st.attach(&mut self.net);
+        } else if std::mem::take(&mut st.want_resend) {
+            st.resend_unacked(&mut self.net);
         }
         let now = Instant::now();
-        if now.duration_since(self.last_heard) >= self.cfg.leader_timeout {
+        if now.duration_since(st.last_heard) >= st.cfg.leader_timeout {
             // The member is silent: try the next one with the same session.
-            self.failovers += 1;
-            self.next_member();
-            self.last_heard = now;
-            self.attach();
-        } else if (self.attaching || !self.unacked.is_empty())
-            && now.duration_since(self.last_resend) >= self.cfg.resend_interval
+            st.failovers += 1;
+            st.next_member();
+            st.last_heard = now;
+            st.attach(&mut self.net);
+        } else if (st.attaching || st.unacked.len > 0)
+            && now.duration_since(st.last_resend) >= st.cfg.resend_interval
         {
-            self.last_resend = now;
-            if self.attaching {
-                self.attach();
+            st.last_resend = now;
+            if st.attaching {
+                st.attach(&mut self.net);
             } else {
-                self.resend_unacked();
+                st.resend_unacked(&mut self.net);
             }
-        } else if now.duration_since(self.last_sent) >= self.cfg.keepalive_interval {
-            self.send(&Ingress::KeepAlive { session });
+        } else if now.duration_since(st.last_sent) >= st.cfg.keepalive_interval
+            || st.last_egress_seq - st.acked_sent >= st.cfg.ack_every
+        {
+            // A keep-alive that also acknowledges the replies received.
+            begin_batch(&mut st.batch, session, st.next_seq);
+            st.flush_batch(&mut self.net);
         }
-        Ok(delivered)
+        match st.refused.take() {
+            Some(e) => Err(e),
+            None => Ok(delivered),
+        }
     }
 
     /// Offers `msg`, polling (and handing replies to `handler`) while back-pressured, within
@@ -495,10 +503,200 @@ impl ClusterClient {
         }
     }
 
-    /// Closes the session (best effort).
+    /// Closes the session (best effort; pending messages are sent first).
     pub fn close(mut self) {
-        if let Some(session) = self.session.take() {
-            self.send(&Ingress::Close { session });
+        self.st.flush_batch(&mut self.net);
+        if let Some(session) = self.st.session.take() {
+            self.st.send(&mut self.net, &Ingress::Close { session });
+        }
+    }
+}
+
+impl State {
+    fn send(&mut self, net: &mut NodeNetwork, msg: &Ingress<'_>) {
+        self.scratch.clear();
+        msg.encode(&mut self.scratch);
+        let _ = net.send_to_member(self.target, &self.scratch);
+        let _ = net.flush();
+        self.last_sent = Instant::now();
+    }
+
+    fn next_member(&mut self) {
+        self.target = (self.target + 1) % self.cfg.members.len() as u32;
+    }
+
+    /// Adds message `seq` to the pending batch, sending the batch first if `seq` cannot join
+    /// it, and after if it is full.
+    fn add_to_batch(&mut self, net: &mut NodeNetwork, seq: u64, msg: &[u8]) {
+        let Some(session) = self.session else { return };
+        if !self.batch.is_empty() {
+            let count = batch_count(&self.batch);
+            let first = batch_first_sequence(&self.batch);
+            if count >= MAX_BATCH_MESSAGES
+                || first + count as u64 != seq
+                || self.batch.len() + BATCH_RECORD_OVERHEAD + msg.len() > self.batch_limit
+            {
+                self.flush_batch(net);
+            }
+        }
+        if self.batch.is_empty() {
+            begin_batch(&mut self.batch, session, seq);
+        }
+        push_batch_message(&mut self.batch, msg);
+        if batch_count(&self.batch) >= MAX_BATCH_MESSAGES || self.batch.len() >= self.batch_limit {
+            self.flush_batch(net);
+        }
+    }
+
+    /// Sends the pending batch (if any) with the latest egress acknowledgement.
+    fn flush_batch(&mut self, net: &mut NodeNetwork) {
+        if self.batch.is_empty() {
+            return;
+        }
+        set_batch_ack(&mut self.batch, self.last_egress_seq);
+        self.acked_sent = self.last_egress_seq;
+        let _ = net.send_to_member(self.target, &self.batch);
+        let _ = net.flush();
+        self.batch.clear();
+        self.last_sent = Instant::now();
+    }
+
+    fn resend_unacked(&mut self, net: &mut NodeNetwork) {
+        // The pending batch holds only unacknowledged messages: all go again, in order.
+        self.batch.clear();
+        let first = self.unacked.first;
+        for seq in first..first + self.unacked.len as u64 {
+            let Some(session) = self.session else { return };
+            // Split borrows: the ring is read while the batch is written.
+            let i = self.unacked.slot(seq);
+            let msg = std::mem::take(&mut self.unacked.slots[i]);
+            if !self.batch.is_empty() {
+                let count = batch_count(&self.batch);
+                if count >= MAX_BATCH_MESSAGES
+                    || self.batch.len() + BATCH_RECORD_OVERHEAD + msg.len() > self.batch_limit
+                {
+                    self.flush_batch(net);
+                }
+            }
+            if self.batch.is_empty() {
+                begin_batch(&mut self.batch, session, seq);
+            }
+            push_batch_message(&mut self.batch, &msg);
+            self.unacked.slots[i] = msg;
+        }
+        self.flush_batch(net);
+        self.last_resend = Instant::now();
+    }
+
+    fn note_committed(&mut self, committed: u64) {
+        // Never beyond what was offered, whatever a member claims.
+        let committed = committed.min(self.next_seq - 1);
+        if committed > self.committed_seq {
+            self.committed_seq = committed;
+        }
+        self.unacked.release_to(self.committed_seq);
+    }
+
+    fn attach(&mut self, net: &mut NodeNetwork) {
+        let Some(session) = self.session else { return };
+        self.attaching = true;
+        self.batch.clear();
+        self.send(
+            net,
+            &Ingress::Attach {
+                session,
+                last_egress_seq: self.last_egress_seq,
+            },
+        );
+    }
+
+    /// One message from a member, while polling.
+    fn on_egress(
+        &mut self,
+        session: SessionId,
+        from: u32,
+        bytes: &[u8],
+        handler: &mut impl FnMut(u64, &[u8]),
+        delivered: &mut usize,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
+        let Ok(msg) = Egress::decode(bytes) else {
+            return;
+        };
+        match msg {
+            Egress::Reply {
+                session: s,
+                egress_seq,
+                request_seq,
+                committed_seq,
+                payload,
+            } if s == session => {
+                self.last_heard = Instant::now();
+                self.note_committed(committed_seq);
+                if egress_seq == self.last_egress_seq + 1 {
+                    self.last_egress_seq = egress_seq;
+                    handler(request_seq, payload);
+                    *delivered += 1;
+                } else if egress_seq > self.last_egress_seq + 1 && from == self.target {
+                    // A reply was lost: the leader resends cached ones after an attach.
+                    self.want_attach = true;
+                }
+            }
+            Egress::Ack {
+                session: s,
+                committed_seq,
+            } if s == session => {
+                self.last_heard = Instant::now();
+                self.note_committed(committed_seq);
+            }
+            Egress::NewLeader {
+                session: s, leader, ..
+            } if s == session => {
+                self.target = leader.0;
+                self.want_attach = true;
+            }
+            Egress::SessionEvent {
+                session: s,
+                code,
+                leader,
+                value,
+                correlation_id,
+                ..
+            } if s == session || (correlation_id == 0 && s.0 == 0) => match code {
+                EventCode::Ok => {
+                    self.last_heard = Instant::now();
+                    self.target = from;
+                    self.attaching = false;
+                    self.note_committed(value);
+                    self.want_resend = true;
+                }
+                EventCode::Redirect => {
+                    match leader {
+                        Some(l) if l.0 != self.target => self.target = l.0,
+                        _ => self.next_member(),
+                    }
+                    self.want_attach = true;
+                }
+                EventCode::Closed => {
+                    self.error = Some(ClientError::SessionExpired {
+                        committed_seq: value.max(self.committed_seq),
+                    });
+                }
+                EventCode::UnknownSession => {
+                    self.error = Some(ClientError::UnknownSession { session: session.0 });
+                }
+                EventCode::SequenceGap => {
+                    self.note_committed(value);
+                    self.want_resend = true;
+                }
+                EventCode::Rejected => {
+                    self.refused = Some(ClientError::MessageRejected { sequence: value });
+                }
+                EventCode::Busy => {}
+            },
+            _ => {}
         }
     }
 }

@@ -257,6 +257,8 @@ struct Inner<F: ServiceFactory> {
     failed: Option<String>,
     last_progress_ns: i64,
     decode_drops: u64,
+    /// Client datagrams from addresses the core cannot represent (IPv6).
+    unaddressable_clients: u64,
 }
 
 /// One member as an [`Agent`]: build it with [`NodeAgent::new`], run it with an
@@ -394,6 +396,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 failed: None,
                 last_progress_ns: 0,
                 decode_drops: 0,
+                unaddressable_clients: 0,
                 cfg,
             }),
             shared,
@@ -434,6 +437,7 @@ impl<F: ServiceFactory> Inner<F> {
             out,
             control,
             decode_drops,
+            unaddressable_clients,
             ..
         } = self;
         let now = self.now_ns.max(0) as u64;
@@ -454,7 +458,7 @@ impl<F: ServiceFactory> Inner<F> {
             },
             Event::FromClient { addr, msg } => {
                 let Some(from) = client_addr(addr) else {
-                    control.increment(Counter::DroppedUnknownSession);
+                    *unaddressable_clients += 1;
                     return;
                 };
                 match Ingress::decode(msg) {
@@ -827,6 +831,17 @@ impl<F: ServiceFactory> Inner<F> {
         c.set_updated_ns(self.now_ns as u64);
         let counters = core.counters();
         c.set_counter(Counter::Elections, counters.elections_started);
+        c.set_counter(Counter::SessionsRejected, counters.sessions_rejected);
+        c.set_counter(
+            Counter::SessionsDisconnectedSlow,
+            counters.sessions_disconnected_slow,
+        );
+        c.set_counter(Counter::DroppedSessionNotOwned, counters.ingress_not_owned);
+        c.set_counter(
+            Counter::DroppedUnknownSession,
+            counters.ingress_unknown_session + self.unaddressable_clients,
+        );
+        c.set_counter(Counter::DroppedStale, counters.stale_term_messages);
         c.set_counter(
             Counter::SessionsOpen,
             core.module_state().sessions().len() as u64,

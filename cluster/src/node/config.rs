@@ -17,6 +17,8 @@
 //! segment-len-bytes = 67108864
 //! retained-snapshots = 2
 //! bootstrap = true          # a new directory is a founding voter, not a learner
+//! max-sessions = 1024       # connects beyond it are rejected (same value on every member)
+//! max-unacked-egress = 4096 # replies a client may leave unacknowledged before it is closed
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +67,12 @@ pub struct NodeConfig {
     pub bootstrap: bool,
     /// Largest datagram (header included).
     pub mtu: usize,
+    /// Most open client sessions; a connect beyond it is rejected with the reason
+    /// `TooManySessions`. Give every member the same value (it decides replicated state).
+    pub max_sessions: usize,
+    /// Most replies a session's client may leave unacknowledged: a client that stops reading
+    /// its egress is closed (`CloseReason::SlowConsumer`) once it falls further behind.
+    pub max_unacked_egress: u64,
 }
 
 impl NodeConfig {
@@ -92,6 +100,8 @@ impl NodeConfig {
             retained_snapshots: tandem_archive::DEFAULT_RETAINED_SNAPSHOT_SETS,
             bootstrap: false,
             mtu: 1408,
+            max_sessions: 1024,
+            max_unacked_egress: 4096,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -144,6 +154,9 @@ impl NodeConfig {
         if !(256..=65507).contains(&self.mtu) {
             return err(format!("mtu {} must be in 256..=65507", self.mtu));
         }
+        if self.max_sessions == 0 || self.max_unacked_egress == 0 {
+            return err("max sessions and max unacknowledged egress must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -187,6 +200,8 @@ impl NodeConfig {
         pick!(segment_len_bytes);
         pick!(retained_snapshots);
         pick!(mtu);
+        pick!(max_sessions);
+        pick!(max_unacked_egress);
         if let Some(v) = args.idle.as_ref().or(file.idle.as_ref()) {
             cfg.idle = v
                 .parse()
@@ -241,6 +256,8 @@ impl NodeConfig {
         c.election_timeout_ns = self.election_timeout_ms as i64 * ms;
         c.heartbeat_interval_ns = self.heartbeat_interval_ms as i64 * ms;
         c.session_timeout_ns = self.session_timeout_ms as i64 * ms;
+        c.max_sessions = self.max_sessions;
+        c.max_unacked_egress = self.max_unacked_egress;
         c
     }
 }
@@ -298,6 +315,12 @@ pub struct NodeArgs {
     /// Largest datagram in bytes.
     #[arg(long)]
     pub mtu: Option<usize>,
+    /// Most open client sessions (the same on every member).
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Most replies a client may leave unacknowledged before it is closed as a slow consumer.
+    #[arg(long)]
+    pub max_unacked_egress: Option<u64>,
     /// Initialise a new directory as a founding voter (first start of a new cluster).
     #[arg(long)]
     pub bootstrap: bool,
@@ -338,6 +361,10 @@ pub struct FileConfig {
     pub retained_snapshots: Option<usize>,
     /// See [`NodeConfig::mtu`].
     pub mtu: Option<usize>,
+    /// See [`NodeConfig::max_sessions`].
+    pub max_sessions: Option<usize>,
+    /// See [`NodeConfig::max_unacked_egress`].
+    pub max_unacked_egress: Option<u64>,
     /// See [`NodeConfig::bootstrap`].
     pub bootstrap: Option<bool>,
 }
@@ -373,7 +400,7 @@ mod tests {
         std::fs::write(
             &file,
             format!(
-                "member-id = 1\nmembers = \"{MEMBERS}\"\ndir = \"/tmp/x\"\nfsync = \"batch\"\nidle = \"yield\"\n"
+                "member-id = 1\nmembers = \"{MEMBERS}\"\ndir = \"/tmp/x\"\nfsync = \"batch\"\nidle = \"yield\"\nmax-sessions = 8\nmax-unacked-egress = 100\n"
             ),
         )
         .unwrap();
@@ -385,8 +412,14 @@ mod tests {
             "sleep-ms=1",
             "--threading",
             "dedicated",
+            "--max-unacked-egress",
+            "50",
         ])
         .unwrap();
+        assert_eq!(cfg.max_sessions, 8);
+        assert_eq!(cfg.max_unacked_egress, 50);
+        assert_eq!(cfg.core_config().max_sessions, 8);
+        assert_eq!(cfg.core_config().max_unacked_egress, 50);
         assert_eq!(cfg.member_id, 1);
         assert_eq!(cfg.fsync, Durability::Batch);
         assert_eq!(

@@ -85,9 +85,12 @@ pub enum ClientError {
         /// How long it waited.
         waited_ms: u64,
     },
-    /// The authenticator refused the connect.
-    #[error("connect rejected by the cluster")]
-    Rejected,
+    /// The cluster refused the connect.
+    #[error("connect rejected by the cluster: {reason}")]
+    Rejected {
+        /// Why.
+        reason: crate::codec::RejectCode,
+    },
     /// The cluster refused a message (too large).
     #[error("message {sequence} rejected by the cluster (too large?)")]
     MessageRejected {
