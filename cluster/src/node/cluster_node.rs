@@ -254,7 +254,8 @@ struct Inner<F: ServiceFactory> {
     operator_request: Option<(RequestId, u64, i64)>,
     stop_request: Option<RequestId>,
     purge_request: Option<(RequestId, u64)>,
-    failed: Option<String>,
+    /// Why the node stopped: a message, or a typed error ([`NodeError::Log`]).
+    failed: Option<Box<dyn std::error::Error + Send + Sync>>,
     last_progress_ns: i64,
     decode_drops: u64,
 }
@@ -418,12 +419,32 @@ impl<F: ServiceFactory> Inner<F> {
     }
 
     fn fail(&mut self, what: String) {
+        self.fail_with(what.into());
+    }
+
+    /// Stops the node with `error`: logged, recorded in the control file's error log, and
+    /// returned by the agent's termination (the first one wins).
+    fn fail_with(&mut self, error: Box<dyn std::error::Error + Send + Sync>) {
+        let what = error.to_string();
         tracing::error!(member = self.cfg.member_id, "{what}");
         self.control.record_error(wall_ns(), 1, &what);
         self.control.increment(Counter::Errors);
         if self.failed.is_none() {
-            self.failed = Some(what);
+            self.failed = Some(error);
         }
+    }
+
+    /// Whether the log store failed: if so, stops the node with its error (once) and drops the
+    /// commands the core queued, none of which may be carried out (see `log_store`).
+    fn log_failed(&mut self) -> bool {
+        if !self.core.log().is_failed() {
+            return false;
+        }
+        if let Some(e) = self.core.log().take_error() {
+            self.fail_with(Box::new(NodeError::Log(e)));
+        }
+        self.out.clear();
+        true
     }
 
     fn poll_network(&mut self) -> usize {
@@ -438,6 +459,8 @@ impl<F: ServiceFactory> Inner<F> {
         } = self;
         let now = self.now_ns.max(0) as u64;
         let result = net.poll(now, |event| match event {
+            // A failed log store takes no more input (the node stops after this cycle).
+            _ if core.log().is_failed() => {}
             Event::FromMember { member_id, msg } => match PeerMessage::decode(msg) {
                 Ok(msg) => core.handle(
                     Input::Peer {
@@ -482,6 +505,9 @@ impl<F: ServiceFactory> Inner<F> {
             std::mem::swap(&mut self.out, &mut self.done);
             let commands = std::mem::take(&mut self.done.commands);
             for command in &commands {
+                if self.log_failed() {
+                    break;
+                }
                 work += 1;
                 self.execute(command);
             }
@@ -882,6 +908,9 @@ impl<F: ServiceFactory> Inner<F> {
     }
 
     fn cycle(&mut self, shared: &Shared) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
         self.now_ns = self.clock_ns();
         let mut work = self.poll_network();
         self.core.handle(
@@ -962,8 +991,8 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
 
     fn termination(&mut self) -> Option<Termination> {
         let inner = self.inner.as_mut()?;
-        if let Some(what) = inner.failed.take() {
-            return Some(Termination::Failed(AgentError::failed("node", what)));
+        if let Some(error) = inner.failed.take() {
+            return Some(Termination::Failed(AgentError::failed("node", error)));
         }
         inner.core.is_closed().then_some(Termination::Done)
     }
