@@ -558,6 +558,53 @@ mod tests {
         assert_eq!((pos, n), (end, seq));
     }
 
+    #[test]
+    fn an_archive_error_poisons_the_store_instead_of_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let end = log.append(&hdr(1, 1), &[1u8; 10]);
+        assert!(!log.is_failed());
+        // A frame longer than the archive takes: refused, nothing appended.
+        let after = log.append(&hdr(1, 2), &vec![0u8; SEG as usize + 1]);
+        assert_eq!(after, end, "a refused append does not move the end");
+        assert!(log.is_failed());
+        let err = log.take_error().expect("the first error");
+        assert_eq!((err.op, err.position), ("append", end.0));
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+        assert!(log.take_error().is_none(), "handed out once");
+        // Poisoned: no change is made any more, and nothing panics.
+        assert_eq!(log.append(&hdr(1, 3), &[]), end);
+        log.truncate(LogPosition(0));
+        assert_eq!(log.end(), end);
+        log.reset(LogPosition(4096), Term(2));
+        assert_eq!(log.start(), (LogPosition(0), Term(0)));
+        assert!(
+            log.read(LogPosition(0)).is_some(),
+            "what was appended stays readable"
+        );
+    }
+
+    #[test]
+    fn a_replicated_frame_that_does_not_validate_here_poisons_the_store() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open(d1.path());
+        let mut follower = open(d2.path());
+        leader.append(&hdr(1, 1), &[5u8; 16]);
+        let second = leader.append(&hdr(1, 2), &[6u8; 16]);
+        // The second frame offered first: its checksum covers another position.
+        let run = leader.read_frames(LogPosition(64), 1 << 16, 1);
+        assert_eq!(run.end, second);
+        assert_eq!(follower.append_raw(run.bytes), LogPosition(0));
+        assert!(follower.is_failed());
+        let err = follower.take_error().unwrap();
+        assert_eq!((err.op, err.position), ("append replicated frame", 0));
+        // Nothing of it is in the log.
+        assert_eq!(follower.end(), LogPosition(0));
+    }
+
     fn frame_len(payload: usize) -> usize {
         align_frame_len(HEADER_LEN + payload)
     }
