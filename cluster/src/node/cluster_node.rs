@@ -699,6 +699,7 @@ impl<F: ServiceFactory> Inner<F> {
         let seg_len = log.config().segment_len_bytes;
         let from = self.synced_to.min(to.0);
         let mut ok = true;
+        let mut failure = None;
         for (base, path) in log.segments() {
             if base + seg_len <= from || base >= to.0 {
                 continue;
@@ -713,13 +714,25 @@ impl<F: ServiceFactory> Inner<F> {
                     }
                 }
             }
-            // fdatasync of the segment file writes back its dirty mapped pages too.
+            // fdatasync of the segment file writes back its dirty mapped pages too. A failed
+            // one is not retried (the kernel may have dropped the pages and a retry could
+            // succeed without them): the node stops, nothing unsynced is reported durable.
             if let Some((_, f)) = &self.sync_file
                 && let Err(e) = f.sync_data()
             {
-                tracing::error!(error = %e, "segment sync failed");
-                ok = false;
+                let error = super::log_store::LogStoreError {
+                    op: "sync",
+                    position: from,
+                    dir: log.dir().to_path_buf(),
+                    source: tandem_archive::ArchiveError::io("fdatasync", path, e),
+                };
+                failure = Some(error);
+                break;
             }
+        }
+        if let Some(error) = failure {
+            self.fail_with(Box::new(NodeError::Log(error)));
+            return 1;
         }
         if ok {
             self.synced_to = to.0;

@@ -61,7 +61,8 @@ pub struct ArchiveLogStore {
 #[derive(Debug, thiserror::Error)]
 #[error("log {op} at position {position} in {dir} failed: {source}")]
 pub struct LogStoreError {
-    /// What the core asked for: `append`, `append replicated frame`, `truncate` or `reset`.
+    /// What failed: `append`, `append replicated frame`, `truncate` or `reset` (asked for by
+    /// the core), or `sync` (the runtime's `fsync = batch` sync of the written segments).
     pub op: &'static str,
     /// The log position concerned (the append position for an append; the position asked
     /// for by a truncate or reset).
