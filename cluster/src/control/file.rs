@@ -1,7 +1,7 @@
 //! `ControlFile`: the node's and the tools' view of `<node-dir>/control.dat`.
 
 use std::fs::{self, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,7 +102,12 @@ impl ControlFile {
             .truncate(true)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        file.set_len(FILE_LEN_BYTES as u64).map_err(io(&tmp))?;
+        // Written, not just sized: every page is allocated now, so a full disk later (the
+        // node directory on a small tmpfs) can never turn a store into the mapping into a
+        // SIGBUS; a full disk now is an error here.
+        (&file)
+            .write_all(&vec![0_u8; FILE_LEN_BYTES])
+            .map_err(io(&tmp))?;
         let map = Mapping::map(&file).map_err(io(&tmp))?;
         let words = map.words();
         let start_ns = SystemTime::now()

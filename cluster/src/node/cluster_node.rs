@@ -254,7 +254,8 @@ struct Inner<F: ServiceFactory> {
     operator_request: Option<(RequestId, u64, i64)>,
     stop_request: Option<RequestId>,
     purge_request: Option<(RequestId, u64)>,
-    failed: Option<String>,
+    /// Why the node stopped: a message, or a typed error ([`NodeError::Log`]).
+    failed: Option<Box<dyn std::error::Error + Send + Sync>>,
     last_progress_ns: i64,
     decode_drops: u64,
     /// Client datagrams from addresses the core cannot represent (IPv6).
@@ -421,12 +422,32 @@ impl<F: ServiceFactory> Inner<F> {
     }
 
     fn fail(&mut self, what: String) {
+        self.fail_with(what.into());
+    }
+
+    /// Stops the node with `error`: logged, recorded in the control file's error log, and
+    /// returned by the agent's termination (the first one wins).
+    fn fail_with(&mut self, error: Box<dyn std::error::Error + Send + Sync>) {
+        let what = error.to_string();
         tracing::error!(member = self.cfg.member_id, "{what}");
         self.control.record_error(wall_ns(), 1, &what);
         self.control.increment(Counter::Errors);
         if self.failed.is_none() {
-            self.failed = Some(what);
+            self.failed = Some(error);
         }
+    }
+
+    /// Whether the log store failed: if so, stops the node with its error (once) and drops the
+    /// commands the core queued, none of which may be carried out (see `log_store`).
+    fn log_failed(&mut self) -> bool {
+        if !self.core.log().is_failed() {
+            return false;
+        }
+        if let Some(e) = self.core.log().take_error() {
+            self.fail_with(Box::new(NodeError::Log(e)));
+        }
+        self.out.clear();
+        true
     }
 
     fn poll_network(&mut self) -> usize {
@@ -442,6 +463,8 @@ impl<F: ServiceFactory> Inner<F> {
         } = self;
         let now = self.now_ns.max(0) as u64;
         let result = net.poll(now, |event| match event {
+            // A failed log store takes no more input (the node stops after this cycle).
+            _ if core.log().is_failed() => {}
             Event::FromMember { member_id, msg } => match PeerMessage::decode(msg) {
                 Ok(msg) => core.handle(
                     Input::Peer {
@@ -486,6 +509,9 @@ impl<F: ServiceFactory> Inner<F> {
             std::mem::swap(&mut self.out, &mut self.done);
             let commands = std::mem::take(&mut self.done.commands);
             for command in &commands {
+                if self.log_failed() {
+                    break;
+                }
                 work += 1;
                 self.execute(command);
             }
@@ -677,6 +703,7 @@ impl<F: ServiceFactory> Inner<F> {
         let seg_len = log.config().segment_len_bytes;
         let from = self.synced_to.min(to.0);
         let mut ok = true;
+        let mut failure = None;
         for (base, path) in log.segments() {
             if base + seg_len <= from || base >= to.0 {
                 continue;
@@ -691,13 +718,25 @@ impl<F: ServiceFactory> Inner<F> {
                     }
                 }
             }
-            // fdatasync of the segment file writes back its dirty mapped pages too.
+            // fdatasync of the segment file writes back its dirty mapped pages too. A failed
+            // one is not retried (the kernel may have dropped the pages and a retry could
+            // succeed without them): the node stops, nothing unsynced is reported durable.
             if let Some((_, f)) = &self.sync_file
                 && let Err(e) = f.sync_data()
             {
-                tracing::error!(error = %e, "segment sync failed");
-                ok = false;
+                let error = super::log_store::LogStoreError {
+                    op: "sync",
+                    position: from,
+                    dir: log.dir().to_path_buf(),
+                    source: tandem_archive::ArchiveError::io("fdatasync", path, e),
+                };
+                failure = Some(error);
+                break;
             }
+        }
+        if let Some(error) = failure {
+            self.fail_with(Box::new(NodeError::Log(error)));
+            return 1;
         }
         if ok {
             self.synced_to = to.0;
@@ -897,6 +936,9 @@ impl<F: ServiceFactory> Inner<F> {
     }
 
     fn cycle(&mut self, shared: &Shared) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
         self.now_ns = self.clock_ns();
         let mut work = self.poll_network();
         self.core.handle(
@@ -977,8 +1019,8 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
 
     fn termination(&mut self) -> Option<Termination> {
         let inner = self.inner.as_mut()?;
-        if let Some(what) = inner.failed.take() {
-            return Some(Termination::Failed(AgentError::failed("node", what)));
+        if let Some(error) = inner.failed.take() {
+            return Some(Termination::Failed(AgentError::failed("node", error)));
         }
         inner.core.is_closed().then_some(Termination::Done)
     }

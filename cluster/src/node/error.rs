@@ -56,6 +56,10 @@ pub enum NodeError {
         #[source]
         source: AgentError,
     },
+    /// The archive failed under the consensus core's log (a full disk, an I/O error): the
+    /// node stopped (see [`crate::node::ArchiveLogStore`]).
+    #[error(transparent)]
+    Log(#[from] super::log_store::LogStoreError),
     /// A stored snapshot could not be read back.
     #[error("snapshot at position {position} in {dir}: {reason}")]
     Snapshot {

@@ -192,36 +192,42 @@ impl NodeFiles {
         })
     }
 
+    /// The newest valid snapshot set's consensus-module snapshot. A file that is missing,
+    /// torn or corrupted stops the start with an error naming it (and the byte offset): the
+    /// node never falls back silently. The operator chooses: `cluster-tool <dir>
+    /// invalidate-latest-snapshot` (start from the previous set, whose log the retention
+    /// policy kept), or wipe the directory (the member rejoins as a learner).
     fn load_latest_snapshot(&self) -> Result<Option<Arc<Snapshot>>> {
-        for set in self.recording.valid_snapshot_sets().iter().rev() {
-            let position = set.position;
-            let mut reader = match self.snapshots.reader(position, CONSENSUS_MODULE_SERVICE_ID) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(position, error = %e, "snapshot file unusable; trying an older one");
-                    continue;
-                }
-            };
-            let mut bytes = Vec::new();
-            if let Err(e) = reader.read_to_end(&mut bytes) {
-                tracing::warn!(position, error = %e, "snapshot file unreadable; trying an older one");
-                continue;
-            }
-            match Snapshot::from_bytes(bytes) {
-                Ok(s) if s.position.0 == position => return Ok(Some(Arc::new(s))),
-                Ok(s) => {
-                    return Err(NodeError::Snapshot {
-                        dir: self.dir.clone(),
-                        position,
-                        reason: format!("file holds a snapshot at {}", s.position),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(position, error = %e, "snapshot does not decode; trying an older one");
-                }
-            }
+        let Some(set) = self.recording.valid_snapshot_sets().pop() else {
+            return Ok(None);
+        };
+        let position = set.position;
+        let unusable = |reason: String| NodeError::Snapshot {
+            dir: self.dir.clone(),
+            position,
+            reason: format!(
+                "{reason} (cluster-tool invalidate-latest-snapshot falls back to the previous \
+                 snapshot; or wipe the directory to rejoin as a learner)"
+            ),
+        };
+        let mut reader = self
+            .snapshots
+            .reader(position, CONSENSUS_MODULE_SERVICE_ID)
+            .map_err(|e| unusable(e.to_string()))?;
+        let path = reader.meta().path.clone();
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| unusable(format!("reading {}: {e}", path.display())))?;
+        match Snapshot::from_bytes(bytes) {
+            Ok(s) if s.position.0 == position => Ok(Some(Arc::new(s))),
+            Ok(s) => Err(unusable(format!(
+                "{} holds a snapshot at {}",
+                path.display(),
+                s.position
+            ))),
+            Err(e) => Err(unusable(format!("{} does not decode: {e}", path.display()))),
         }
-        Ok(None)
     }
 
     /// Stores a snapshot (file written to a temporary name, fsynced, renamed) and records it.

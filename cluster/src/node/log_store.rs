@@ -17,10 +17,21 @@
 //!   its position, so a frame that landed elsewhere is refused). Every member must use the
 //!   same segment length.
 //!
-//! Operating errors of the archive (a full disk, an I/O error) cannot be returned through
-//! `LogStore` (its methods are infallible): they panic with the path and position.
+//! * **Operating errors.** The core's `LogStore` is infallible (it is pure and also runs over
+//!   the simulator's memory log). An archive error while changing the log (a full disk when a
+//!   segment is created, an I/O error syncing or deleting a segment, a replicated frame that
+//!   does not validate where it would land) *poisons* the store instead of panicking: the
+//!   first [`LogStoreError`] (operation, position, directory and the archive's error, which
+//!   names the file) is kept, the log is left as the archive left it, and every later append,
+//!   truncate or reset is refused. A refused append returns the archive's append position
+//!   unchanged, so the core never counts (nor acknowledges) a frame that is not in the log.
+//!   The runtime checks [`ArchiveLogStore::is_failed`] before carrying out the core's commands
+//!   and stops the node with the error ([`ArchiveLogStore::take_error`]); nothing the core
+//!   decided after the failure is sent. The check is one `bool` per command: the hot path
+//!   keeps no other cost.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
 
 use crate::codec::frame::{EntryType, Frame, FrameHeader};
 use crate::consensus::storage::{FrameRun, LocatedFrame};
@@ -38,6 +49,29 @@ pub struct ArchiveLogStore {
     start_term: Term,
     /// The core's commit position as last reported by the runtime (truncation floor).
     commit_floor: Cell<u64>,
+    /// An archive error poisoned the store: no change to the log is made any more.
+    failed: bool,
+    /// The first error, until the runtime takes it.
+    error: RefCell<Option<LogStoreError>>,
+}
+
+/// An archive error while the consensus core changed the log: the node must stop (see the
+/// module docs). Names the operation, the log position and directory; the archive's error
+/// names the file (a segment that could not be reserved, synced or deleted).
+#[derive(Debug, thiserror::Error)]
+#[error("log {op} at position {position} in {dir} failed: {source}")]
+pub struct LogStoreError {
+    /// What failed: `append`, `append replicated frame`, `truncate` or `reset` (asked for by
+    /// the core), or `sync` (the runtime's `fsync = batch` sync of the written segments).
+    pub op: &'static str,
+    /// The log position concerned (the append position for an append; the position asked
+    /// for by a truncate or reset).
+    pub position: u64,
+    /// The log directory.
+    pub dir: PathBuf,
+    /// The archive's error.
+    #[source]
+    pub source: tandem_archive::ArchiveError,
 }
 
 fn archive_header(h: &FrameHeader) -> ArchiveHeader {
@@ -94,6 +128,34 @@ impl ArchiveLogStore {
             start,
             start_term,
             commit_floor: Cell::new(0),
+            failed: false,
+            error: RefCell::new(None),
+        }
+    }
+
+    /// Whether an archive error poisoned the store (the node must stop; see the module docs).
+    #[inline]
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The error that poisoned the store, once (the store stays poisoned).
+    pub fn take_error(&self) -> Option<LogStoreError> {
+        self.error.borrow_mut().take()
+    }
+
+    /// Poisons the store with its first error.
+    #[cold]
+    fn poison(&mut self, op: &'static str, position: u64, source: tandem_archive::ArchiveError) {
+        tracing::error!(op, position, dir = %self.log.dir().display(), error = %source, "log store failed");
+        if !self.failed {
+            self.failed = true;
+            *self.error.get_mut() = Some(LogStoreError {
+                op,
+                position,
+                dir: self.log.dir().to_path_buf(),
+                source,
+            });
         }
     }
 
@@ -244,11 +306,17 @@ impl LogStore for ArchiveLogStore {
 
     fn append(&mut self, header: &FrameHeader, payload: &[u8]) -> LogPosition {
         let before = self.log.append_position();
-        let end = self
-            .log
-            .append(&archive_header(header), payload)
-            .unwrap_or_else(|e| panic!("log append at {before} failed: {e}"));
-        LogPosition(end)
+        if self.failed {
+            return LogPosition(before);
+        }
+        match self.log.append(&archive_header(header), payload) {
+            Ok(end) => LogPosition(end),
+            Err(e) => {
+                self.poison("append", before, e);
+                // Under `fsync = every` the frame may be in the log and only its sync failed.
+                LogPosition(self.log.append_position())
+            }
+        }
     }
 
     fn append_raw(&mut self, raw: &[u8]) -> LogPosition {
@@ -259,13 +327,18 @@ impl LogStore for ArchiveLogStore {
             "append_raw takes exactly one frame"
         );
         let before = self.log.append_position();
-        let end = self.log.append_encoded(raw).unwrap_or_else(|e| {
-            panic!(
-                "replicated frame refused after {before} (segment lengths must agree across \
-                 members): {e}"
-            )
-        });
-        LogPosition(end)
+        if self.failed {
+            return LogPosition(before);
+        }
+        match self.log.append_encoded(raw) {
+            Ok(end) => LogPosition(end),
+            Err(e) => {
+                // A full disk, or a frame whose checksum does not match where it lands here
+                // (segment lengths must agree across members).
+                self.poison("append replicated frame", before, e);
+                LogPosition(self.log.append_position())
+            }
+        }
     }
 
     fn truncate(&mut self, position: LogPosition) {
@@ -275,15 +348,22 @@ impl LogStore for ArchiveLogStore {
             self.start,
             self.end()
         );
-        self.log
-            .truncate(position.0, self.commit_floor.get())
-            .unwrap_or_else(|e| panic!("log truncate at {position} failed: {e}"));
+        if self.failed {
+            return;
+        }
+        if let Err(e) = self.log.truncate(position.0, self.commit_floor.get()) {
+            self.poison("truncate", position.0, e);
+        }
     }
 
     fn reset(&mut self, position: LogPosition, term: Term) {
-        self.log
-            .reset(position.0, term.0)
-            .unwrap_or_else(|e| panic!("log reset to {position} failed: {e}"));
+        if self.failed {
+            return;
+        }
+        if let Err(e) = self.log.reset(position.0, term.0) {
+            self.poison("reset", position.0, e);
+            return;
+        }
         self.start = position;
         self.start_term = term;
         self.commit_floor.set(position.0);
@@ -477,6 +557,53 @@ mod tests {
             n += 1;
         }
         assert_eq!((pos, n), (end, seq));
+    }
+
+    #[test]
+    fn an_archive_error_poisons_the_store_instead_of_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let end = log.append(&hdr(1, 1), &[1u8; 10]);
+        assert!(!log.is_failed());
+        // A frame longer than the archive takes: refused, nothing appended.
+        let after = log.append(&hdr(1, 2), &vec![0u8; SEG as usize + 1]);
+        assert_eq!(after, end, "a refused append does not move the end");
+        assert!(log.is_failed());
+        let err = log.take_error().expect("the first error");
+        assert_eq!((err.op, err.position), ("append", end.0));
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+        assert!(log.take_error().is_none(), "handed out once");
+        // Poisoned: no change is made any more, and nothing panics.
+        assert_eq!(log.append(&hdr(1, 3), &[]), end);
+        log.truncate(LogPosition(0));
+        assert_eq!(log.end(), end);
+        log.reset(LogPosition(4096), Term(2));
+        assert_eq!(log.start(), (LogPosition(0), Term(0)));
+        assert!(
+            log.read(LogPosition(0)).is_some(),
+            "what was appended stays readable"
+        );
+    }
+
+    #[test]
+    fn a_replicated_frame_that_does_not_validate_here_poisons_the_store() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open(d1.path());
+        let mut follower = open(d2.path());
+        leader.append(&hdr(1, 1), &[5u8; 16]);
+        let second = leader.append(&hdr(1, 2), &[6u8; 16]);
+        // The second frame offered first: its checksum covers another position.
+        let run = leader.read_frames(LogPosition(64), 1 << 16, 1);
+        assert_eq!(run.end, second);
+        assert_eq!(follower.append_raw(run.bytes), LogPosition(0));
+        assert!(follower.is_failed());
+        let err = follower.take_error().unwrap();
+        assert_eq!((err.op, err.position), ("append replicated frame", 0));
+        // Nothing of it is in the log.
+        assert_eq!(follower.end(), LogPosition(0));
     }
 
     fn frame_len(payload: usize) -> usize {

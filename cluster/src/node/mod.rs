@@ -20,5 +20,5 @@ pub use client::{ClientConfig, ClusterClient};
 pub use cluster_node::{ClusterNode, InProcessCluster, NodeAgent, NodeHooks, NodeStatus};
 pub use config::{FileConfig, NodeArgs, NodeConfig};
 pub use error::{ClientError, NodeError, Result};
-pub use log_store::ArchiveLogStore;
+pub use log_store::{ArchiveLogStore, LogStoreError};
 pub use net::NodeNetwork;
