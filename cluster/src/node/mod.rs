@@ -15,10 +15,15 @@ mod error;
 mod files;
 mod log_store;
 mod net;
+mod network_agent;
+mod pipe;
 
 pub use client::{ClientConfig, ClusterClient};
-pub use cluster_node::{ClusterNode, InProcessCluster, NodeAgent, NodeHooks, NodeStatus};
+pub use cluster_node::{
+    ClusterNode, ConsensusAgent, InProcessCluster, NodeAgent, NodeHooks, NodeStatus,
+};
 pub use config::{FileConfig, NodeArgs, NodeConfig};
 pub use error::{ClientError, NodeError, Result};
 pub use log_store::ArchiveLogStore;
 pub use net::NodeNetwork;
+pub use network_agent::NetworkAgent;
