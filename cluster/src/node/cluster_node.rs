@@ -67,7 +67,7 @@ use super::error::{NodeError, Result};
 use super::files::NodeFiles;
 use super::log_store::ArchiveLogStore;
 use super::net::{NodeNetwork, client_addr, socket_addr};
-use super::network_agent::{MemberLinks, NetworkAgent};
+use super::network_agent::{MemberLinks, NetworkAgent, Waker};
 use super::pipe::Endpoint;
 
 /// A function computing a hash of the service's state (for cross-member comparison).
@@ -250,6 +250,9 @@ struct Inner<F: ServiceFactory> {
     rejoin_marker: bool,
     /// The pipes to and from the member's network agent.
     links: Arc<MemberLinks>,
+    /// Wakes the network agent's thread when this cycle queued sends.
+    waker: Waker,
+    sends_queued: bool,
     control: Arc<ControlFile>,
     out: Outbox,
     done: Outbox,
@@ -419,6 +422,8 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 files: opened.files,
                 rejoin_marker,
                 links,
+                waker: Waker::default(),
+                sends_queued: false,
                 control,
                 out: Outbox::new(),
                 done: Outbox::new(),
@@ -632,6 +637,7 @@ impl<F: ServiceFactory> Inner<F> {
         match command {
             Command::SendPeer { to, bytes } => {
                 let msg = &self.done.bytes[bytes.clone()];
+                self.sends_queued = true;
                 if !self.links.outbound.offer(Endpoint::Member(to.0), msg) {
                     tracing::debug!(
                         member = self.cfg.member_id,
@@ -642,6 +648,7 @@ impl<F: ServiceFactory> Inner<F> {
             }
             Command::SendClient { to, bytes } => {
                 let msg = &self.done.bytes[bytes.clone()];
+                self.sends_queued = true;
                 if let Some(addr) = socket_addr(*to)
                     && !self.links.outbound.offer(Endpoint::Client(addr), msg)
                 {
@@ -982,6 +989,9 @@ impl<F: ServiceFactory> Inner<F> {
         work += self.run_commands();
         self.complete_operator();
         self.record_terms();
+        if std::mem::take(&mut self.sends_queued) {
+            self.waker.wake(&self.links.network_thread);
+        }
         work += self.app.container.do_background_work(self.now_ns);
         // Publishing costs atomics, one uncontended lock and the state hash: at most once a
         // millisecond, so the per-message path stays free of locks.
@@ -1026,6 +1036,7 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
             return Ok(());
         };
         inner.epoch = Instant::now();
+        inner.waker.register(&inner.links.consensus_thread);
         let Inner { core, app, out, .. } = inner;
         core.start(0, app, out);
         inner.run_commands();

@@ -14,8 +14,9 @@
 //! leader's handover message leaves before the thread ends). When run on a thread of its own
 //! (`dedicated`), the consensus agent fails the member if this agent ends first.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{Thread, ThreadId};
 use std::time::Instant;
 
 use crate::agent::{Agent, AgentError, Termination};
@@ -54,6 +55,10 @@ pub(crate) struct MemberLinks {
     pub(crate) decode_bad_length: AtomicU64,
     /// Messages the consensus agent could not decode: unsupported protocol version.
     pub(crate) decode_bad_version: AtomicU64,
+    /// The thread running the network agent (set when it starts).
+    pub(crate) network_thread: OnceLock<Thread>,
+    /// The thread running the consensus agent (set when it starts).
+    pub(crate) consensus_thread: OnceLock<Thread>,
 }
 
 impl MemberLinks {
@@ -66,6 +71,46 @@ impl MemberLinks {
             kill: AtomicBool::new(false),
             decode_bad_length: AtomicU64::new(0),
             decode_bad_version: AtomicU64::new(0),
+            network_thread: OnceLock::new(),
+            consensus_thread: OnceLock::new(),
+        }
+    }
+}
+
+/// Wakes the other agent's thread after handing it messages: idle strategies park with
+/// `park_timeout`, and a parked consumer would otherwise see the messages only when its park
+/// ends (up to a millisecond with `backoff`). `unpark` is one atomic swap when the thread is
+/// not parked, one futex wake when it is; no lock. Nothing is done when both agents run on
+/// one thread (`shared`, `cluster`).
+#[derive(Debug, Default)]
+pub(crate) struct Waker {
+    own: Option<ThreadId>,
+    other: Option<Thread>,
+    resolved: bool,
+}
+
+impl Waker {
+    /// Records the calling thread as the one running this agent.
+    pub(crate) fn register(&mut self, me: &OnceLock<Thread>) {
+        let current = std::thread::current();
+        self.own = Some(current.id());
+        // Set once: an agent starts once.
+        let _ = me.set(current);
+    }
+
+    /// Unparks the thread recorded in `other` if it is not this agent's own.
+    pub(crate) fn wake(&mut self, other: &OnceLock<Thread>) {
+        if !self.resolved {
+            let Some(t) = other.get() else {
+                return;
+            };
+            self.resolved = true;
+            if Some(t.id()) != self.own {
+                self.other = Some(t.clone());
+            }
+        }
+        if let Some(t) = &self.other {
+            t.unpark();
         }
     }
 }
@@ -83,6 +128,7 @@ pub struct NetworkAgent {
     last_publish_ns: u64,
     /// Sends the transport refused (its queue full).
     send_drops: u64,
+    waker: Waker,
 }
 
 impl std::fmt::Debug for NetworkAgent {
@@ -113,6 +159,7 @@ impl NetworkAgent {
             epoch: Instant::now(),
             last_publish_ns: 0,
             send_drops: 0,
+            waker: Waker::default(),
         }
     }
 
@@ -196,6 +243,7 @@ impl NetworkAgent {
 impl Agent for NetworkAgent {
     fn on_start(&mut self) -> Result<(), AgentError> {
         self.epoch = Instant::now();
+        self.waker.register(&self.links.network_thread);
         Ok(())
     }
 
@@ -214,7 +262,11 @@ impl Agent for NetworkAgent {
             Ok(n) => work += n,
             Err(e) => tracing::debug!(member = self.member_id, error = %e, "network flush failed"),
         }
-        work += Self::receive(net, links, now_ns);
+        let received = Self::receive(net, links, now_ns);
+        if received > 0 {
+            self.waker.wake(&links.consensus_thread);
+        }
+        work += received;
         if now_ns.saturating_sub(self.last_publish_ns) >= 1_000_000 {
             self.last_publish_ns = now_ns;
             self.publish();
