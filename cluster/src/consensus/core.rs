@@ -935,16 +935,23 @@ impl<L: LogStore> Consensus<L> {
     }
     /// Leader only: each member's acknowledged position in this term (own entry: durable).
     pub fn follower_positions(&self) -> Vec<LogPosition> {
-        self.peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if i as u32 == self.cfg.member_id.0 {
+        let mut positions = Vec::with_capacity(self.peers.len());
+        self.for_each_follower_position(|_, p| positions.push(p));
+        positions
+    }
+    /// [`Consensus::follower_positions`] without allocating: `f(member id, position)` for
+    /// every member, in member order.
+    pub fn for_each_follower_position(&self, mut f: impl FnMut(u32, LogPosition)) {
+        for (i, p) in self.peers.iter().enumerate() {
+            let i = i as u32;
+            f(
+                i,
+                if i == self.cfg.member_id.0 {
                     self.durable
                 } else {
                     p.matched
-                }
-            })
-            .collect()
+                },
+            );
+        }
     }
 }

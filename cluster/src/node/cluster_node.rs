@@ -1,15 +1,16 @@
 //! [`ClusterNode`] and [`NodeAgent`]: one member (consensus core, service container, archive,
-//! control file and transport) as an agent; [`InProcessCluster`]: several members on one
-//! thread (`cluster` threading mode).
+//! control file and transport) as two agents, a [`NetworkAgent`] and a [`ConsensusAgent`],
+//! linked by bounded lock-free pipes of preallocated buffers (`node::pipe`);
+//! [`InProcessCluster`]: several members on one thread (`cluster` threading mode).
 //!
-//! # The duty cycle
+//! # The consensus agent's duty cycle
 //!
-//! 1. Poll the network; decode each datagram (peer messages on the peer socket, client
-//!    messages on the client socket) and feed it to `Consensus::handle`; undecodable ones are
-//!    dropped and counted.
+//! 1. Take what the network agent received from the inbound pipe; decode each message (peer
+//!    messages from the peer socket, client messages from the client socket) and feed it to
+//!    `Consensus::handle`; undecodable ones are dropped and counted.
 //! 2. `Tick` with the monotonic clock (`Instant`-based nanoseconds since the node started;
 //!    the core stamps cluster time from it, never from the wall clock).
-//! 3. Carry out the commands in order: sends, durability (`fsync = none`: reported durable at
+//! 3. Carry out the commands in order: sends (onto the outbound pipe), durability (`fsync = none`: reported durable at
 //!    once; `every`: the archive synced on append; `batch`: one `fdatasync` of the written
 //!    segment per cycle, then reported), node state (written and fsynced, then
 //!    `StatePersisted`), snapshots (file + recording-log entry), purge, control-file fields.
@@ -21,12 +22,19 @@
 //!
 //! # Threading
 //!
-//! * `shared`: one [`AgentRunner`] thread per node with the configured idle strategy.
-//! * `dedicated`: for now the same single agent on its own thread, pinned to the first
-//!   configured core with the configured idle strategy (use `spin`); network, consensus and
-//!   service are not yet separate agents.
-//! * `cluster`: [`InProcessCluster`] runs every member's agent in one [`CompositeAgent`] on
-//!   one thread over an [`InProcHub`].
+//! The same agents run in every mode; only their placement on threads differs.
+//!
+//! * `shared`: one [`AgentRunner`] thread per member (`tandem-node-ID`) runs the member's
+//!   [`NodeAgent`] (network agent, then consensus agent, each cycle) with the configured idle
+//!   strategy, pinned to the first of the configured cores if any.
+//! * `dedicated`: the network agent and the consensus agent each on their own thread
+//!   (`tandem-net-ID`, `tandem-cons-ID`), pinned to the first and second configured cores
+//!   (`--cores` lists them in the order network, consensus), each with the configured idle
+//!   strategy (`spin` for the lowest latency on a machine with cores to spare). The service
+//!   is still applied on the consensus thread, inside the core's apply (its `Cluster`
+//!   callbacks act on the replicated module state synchronously).
+//! * `cluster`: [`InProcessCluster`] runs every member's [`NodeAgent`] in one
+//!   [`CompositeAgent`] on one thread over an [`InProcHub`].
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -47,7 +55,7 @@ use crate::control::{
     Action, ActionResult, ControlFile, ControlIdent, Counter, MemberProgress, MemberRole,
     RequestId, ResultCode,
 };
-use crate::transport::{Event, InProcHub, Transport, TransportConfig, UdpConfig};
+use crate::transport::{InProcHub, Transport, TransportConfig, UdpConfig};
 use tandem_archive::Durability;
 use tandem_service_api::{
     ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, Role, ServiceFactory,
@@ -59,6 +67,8 @@ use super::error::{NodeError, Result};
 use super::files::NodeFiles;
 use super::log_store::ArchiveLogStore;
 use super::net::{NodeNetwork, client_addr, socket_addr};
+use super::network_agent::{MemberLinks, NetworkAgent, Waker};
+use super::pipe::Endpoint;
 
 /// A function computing a hash of the service's state (for cross-member comparison).
 pub type StateHash<S> = Box<dyn Fn(&S) -> u64 + Send>;
@@ -130,12 +140,13 @@ pub struct NodeStatus {
 struct Shared {
     member_id: u32,
     status: Mutex<NodeStatus>,
-    kill: AtomicBool,
     running: AtomicBool,
+    /// The pipes and flags between the member's agents.
+    links: Arc<MemberLinks>,
 }
 
 impl Shared {
-    fn new(member_id: u32) -> Self {
+    fn new(member_id: u32, links: Arc<MemberLinks>) -> Self {
         Self {
             member_id,
             status: Mutex::new(NodeStatus {
@@ -152,8 +163,8 @@ impl Shared {
                 snapshots_installed: 0,
                 leaderships: 0,
             }),
-            kill: AtomicBool::new(false),
             running: AtomicBool::new(true),
+            links,
         }
     }
 
@@ -237,7 +248,11 @@ struct Inner<F: ServiceFactory> {
     files: NodeFiles,
     /// The directory holds the rejoin-as-learner mark (see `files::unclean_restart`).
     rejoin_marker: bool,
-    net: NodeNetwork,
+    /// The pipes to and from the member's network agent.
+    links: Arc<MemberLinks>,
+    /// Wakes the network agent's thread when this cycle queued sends.
+    waker: Waker,
+    sends_queued: bool,
     control: Arc<ControlFile>,
     out: Outbox,
     done: Outbox,
@@ -257,23 +272,48 @@ struct Inner<F: ServiceFactory> {
     /// Why the node stopped: a message, or a typed error ([`NodeError::Log`]).
     failed: Option<Box<dyn std::error::Error + Send + Sync>>,
     last_progress_ns: i64,
-    decode_drops: u64,
     /// Client datagrams from addresses the core cannot represent (IPv6).
     unaddressable_clients: u64,
 }
 
-/// One member as an [`Agent`]: build it with [`NodeAgent::new`], run it with an
-/// [`AgentRunner`] (see [`ClusterNode`]) or inside an [`InProcessCluster`].
+/// One member as an [`Agent`]: its [`NetworkAgent`] and [`ConsensusAgent`] composed on one
+/// thread (the `shared` threading mode; several of them make the `cluster` mode). Build it
+/// with [`NodeAgent::new`], run it with an [`AgentRunner`] (see [`ClusterNode`]) or inside an
+/// [`InProcessCluster`], or split it with [`NodeAgent::into_parts`] to give each part a
+/// thread of its own (`dedicated`).
+///
+/// A cycle runs the network agent, then the consensus agent: what arrived is handed over in
+/// the same cycle, what the consensus agent sends leaves at the start of the next (which
+/// follows at once, the cycle having done work).
 pub struct NodeAgent<F: ServiceFactory> {
+    network: NetworkAgent,
+    consensus: ConsensusAgent<F>,
+    name: String,
+}
+
+impl<F: ServiceFactory> std::fmt::Debug for NodeAgent<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgent")
+            .field("name", &self.name)
+            .field("network", &self.network)
+            .field("consensus", &self.consensus)
+            .finish()
+    }
+}
+
+/// A member's consensus agent: the consensus core, the service container it applies
+/// committed entries to, the archive log, node files and the control file. It exchanges
+/// messages with the member's [`NetworkAgent`] through bounded lock-free pipes.
+pub struct ConsensusAgent<F: ServiceFactory> {
     inner: Option<Inner<F>>,
     shared: Arc<Shared>,
     name: String,
     started: bool,
 }
 
-impl<F: ServiceFactory> std::fmt::Debug for NodeAgent<F> {
+impl<F: ServiceFactory> std::fmt::Debug for ConsensusAgent<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeAgent")
+        f.debug_struct("ConsensusAgent")
             .field("name", &self.name)
             .field("running", &self.inner.is_some())
             .finish()
@@ -365,12 +405,15 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 NodeNetwork::Udp(Box::new(t))
             }
         };
-        let shared = Arc::new(Shared::new(cfg.member_id));
-        let name = format!("tandem-node-{}", cfg.member_id);
+        let links = Arc::new(MemberLinks::new());
+        let shared = Arc::new(Shared::new(cfg.member_id, Arc::clone(&links)));
+        let member_id = cfg.member_id;
         if let Some(s) = &opened.snapshot {
             control.set_snapshot_position(s.position.0);
         }
-        Ok(Self {
+        let control = Arc::new(control);
+        let network = NetworkAgent::new(member_id, net, Arc::clone(&links), Arc::clone(&control));
+        let consensus = ConsensusAgent {
             inner: Some(Inner {
                 core,
                 app: HashingApp {
@@ -381,8 +424,10 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 snapshot_hashes: VecDeque::new(),
                 files: opened.files,
                 rejoin_marker,
-                net,
-                control: Arc::new(control),
+                links,
+                waker: Waker::default(),
+                sends_queued: false,
+                control,
                 out: Outbox::new(),
                 done: Outbox::new(),
                 epoch: Instant::now(),
@@ -396,18 +441,69 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 purge_request: None,
                 failed: None,
                 last_progress_ns: 0,
-                decode_drops: 0,
                 unaddressable_clients: 0,
                 cfg,
             }),
             shared,
-            name,
+            name: format!("consensus-{member_id}"),
             started: false,
+        };
+        Ok(Self {
+            network,
+            consensus,
+            name: format!("tandem-node-{member_id}"),
         })
     }
 
+    /// The member's agents, to run each on a thread of its own (`dedicated`): the network
+    /// agent and the consensus agent (which applies committed entries to the service).
+    pub fn into_parts(self) -> (NetworkAgent, ConsensusAgent<F>) {
+        (self.network, self.consensus)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.consensus.shared
+    }
+
+    fn control(&self) -> &Arc<ControlFile> {
+        &self.network.control
+    }
+}
+
+impl<F: ServiceFactory> Agent for NodeAgent<F> {
+    fn on_start(&mut self) -> std::result::Result<(), AgentError> {
+        self.network.on_start()?;
+        if let Err(e) = self.consensus.on_start() {
+            self.network.on_close();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn do_work(&mut self) -> usize {
+        self.network.do_work() + self.consensus.do_work()
+    }
+
+    fn termination(&mut self) -> Option<Termination> {
+        self.consensus
+            .termination()
+            .or_else(|| self.network.termination())
+    }
+
+    fn on_close(&mut self) {
+        // The consensus agent first: the network agent then sends what it queued last.
+        self.consensus.on_close();
+        self.network.on_close();
+    }
+
+    fn role_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<F: ServiceFactory> ConsensusAgent<F> {
     fn handle_kill(&mut self) -> bool {
-        if self.shared.kill.load(Ordering::Acquire) && self.inner.is_some() {
+        if self.shared.links.kill.load(Ordering::Acquire) && self.inner.is_some() {
             // A crash: drop everything without a goodbye (page cache keeps what was written).
             self.inner = None;
             self.shared.running.store(false, Ordering::Release);
@@ -450,56 +546,54 @@ impl<F: ServiceFactory> Inner<F> {
         true
     }
 
+    /// Feeds what the network agent received (at most [`RECEIVES_PER_CYCLE`] messages) to
+    /// the core; undecodable messages are dropped and counted.
     fn poll_network(&mut self) -> usize {
         let Self {
-            net,
+            links,
             core,
             app,
             out,
-            control,
-            decode_drops,
             unaddressable_clients,
             ..
         } = self;
-        let now = self.now_ns.max(0) as u64;
-        let result = net.poll(now, |event| match event {
+        let mut n = 0;
+        while n < RECEIVES_PER_CYCLE {
+            let Some(m) = links.inbound.poll() else {
+                break;
+            };
+            n += 1;
             // A failed log store takes no more input (the node stops after this cycle).
-            _ if core.log().is_failed() => {}
-            Event::FromMember { member_id, msg } => match PeerMessage::decode(msg) {
-                Ok(msg) => core.handle(
-                    Input::Peer {
-                        from: MemberId(member_id),
-                        msg,
-                    },
-                    app,
-                    out,
-                ),
-                Err(e) => {
-                    *decode_drops += 1;
-                    count_codec_drop(control, &e);
-                }
-            },
-            Event::FromClient { addr, msg } => {
-                let Some(from) = client_addr(addr) else {
-                    *unaddressable_clients += 1;
-                    return;
-                };
-                match Ingress::decode(msg) {
-                    Ok(msg) => core.handle(Input::Client { from, msg }, app, out),
-                    Err(e) => {
-                        *decode_drops += 1;
-                        count_codec_drop(control, &e);
+            if core.log().is_failed() {
+                links.inbound.recycle(m.bytes);
+                continue;
+            }
+            let decoded = match m.endpoint {
+                Endpoint::Member(member_id) => PeerMessage::decode(&m.bytes).map(|msg| {
+                    core.handle(
+                        Input::Peer {
+                            from: MemberId(member_id),
+                            msg,
+                        },
+                        app,
+                        out,
+                    );
+                }),
+                Endpoint::Client(addr) => match client_addr(addr) {
+                    Some(from) => Ingress::decode(&m.bytes)
+                        .map(|msg| core.handle(Input::Client { from, msg }, app, out)),
+                    None => {
+                        *unaddressable_clients += 1;
+                        Ok(())
                     }
-                }
+                },
+            };
+            if let Err(e) = decoded {
+                count_codec_drop(links, &e);
             }
-        });
-        match result {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(member = self.cfg.member_id, error = %e, "network poll failed");
-                0
-            }
+            links.inbound.recycle(m.bytes);
         }
+        n
     }
 
     /// Carries out every queued command (and what answering them queues), in order.
@@ -575,16 +669,22 @@ impl<F: ServiceFactory> Inner<F> {
         match command {
             Command::SendPeer { to, bytes } => {
                 let msg = &self.done.bytes[bytes.clone()];
-                if let Err(e) = self.net.send_to_member(to.0, msg) {
-                    tracing::debug!(member = self.cfg.member_id, to = to.0, error = %e, "peer send dropped");
+                self.sends_queued = true;
+                if !self.links.outbound.offer(Endpoint::Member(to.0), msg) {
+                    tracing::debug!(
+                        member = self.cfg.member_id,
+                        to = to.0,
+                        "outbound pipe full: peer send dropped"
+                    );
                 }
             }
             Command::SendClient { to, bytes } => {
                 let msg = &self.done.bytes[bytes.clone()];
+                self.sends_queued = true;
                 if let Some(addr) = socket_addr(*to)
-                    && let Err(e) = self.net.send_to_client(addr, msg)
+                    && !self.links.outbound.offer(Endpoint::Client(addr), msg)
                 {
-                    tracing::debug!(member = self.cfg.member_id, %addr, error = %e, "client send dropped");
+                    tracing::debug!(member = self.cfg.member_id, %addr, "outbound pipe full: client send dropped");
                 }
             }
             Command::Appended { to, epoch, .. } => match self.cfg.fsync {
@@ -866,7 +966,6 @@ impl<F: ServiceFactory> Inner<F> {
         c.set_append_position(store.end().0);
         c.set_durable_position(core.durable_position().0);
         c.set_log_start_position(store.start().0.0);
-        c.set_commit_position(core.commit_position().0);
         c.set_updated_ns(self.now_ns as u64);
         let counters = core.counters();
         c.set_counter(Counter::Elections, counters.elections_started);
@@ -885,49 +984,39 @@ impl<F: ServiceFactory> Inner<F> {
             Counter::SessionsOpen,
             core.module_state().sessions().len() as u64,
         );
-        let t = self.net.counters();
-        c.set_counter(Counter::DatagramsIn, t.datagrams_in.max(t.messages_in));
-        c.set_counter(Counter::DatagramsOut, t.datagrams_out.max(t.messages_out));
-        c.set_counter(Counter::BytesIn, t.bytes_in);
-        c.set_counter(Counter::BytesOut, t.bytes_out);
-        c.set_counter(
-            Counter::DroppedBadLength,
-            t.dropped_bad_length + t.dropped_bad_header + self.decode_drops,
-        );
-        c.set_counter(Counter::DroppedBadChecksum, t.dropped_bad_checksum);
-        c.set_counter(Counter::DroppedBadVersion, t.dropped_bad_version);
-        c.set_counter(Counter::DroppedWrongCluster, t.dropped_wrong_cluster);
-        c.set_counter(Counter::DroppedUnknownMember, t.dropped_unknown_member);
+        // (The network agent publishes the traffic counters.)
+        let commit = core.commit_position().0;
         if core.role() == Role::Leader {
-            for (i, p) in core.follower_positions().iter().enumerate() {
+            let now_ns = self.now_ns as u64;
+            core.for_each_follower_position(|member, p| {
                 c.set_member_progress(
-                    i as u32,
+                    member,
                     MemberProgress {
                         append_position: p.0,
-                        commit_position: core.commit_position().0,
-                        last_heard_ns: self.now_ns as u64,
+                        commit_position: commit,
+                        last_heard_ns: now_ns,
                     },
                 );
-            }
+            });
         }
         let applied = core.applied_position().0;
+        // The hash is computed before the lock is taken, which is then taken once.
+        let mut hashed = None;
         if let Some(hash) = &self.app.hook
             && applied != self.hashed_at
             && let Some(service) = self.app.container.service()
         {
-            let h = hash(service);
+            hashed = Some((applied, hash(service)));
             self.hashed_at = applied;
-            shared
-                .status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .state_hash = Some((applied, h));
         }
         let mut s = shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        if hashed.is_some() {
+            s.state_hash = hashed;
+        }
         s.role = core.role();
         s.term = core.term().0;
         s.leader = core.leader().map(|m| m.0);
-        s.commit_position = core.commit_position().0;
+        s.commit_position = commit;
         s.applied_position = applied;
         s.log_end = store.end().0;
         s.log_start = store.start().0.0;
@@ -959,13 +1048,12 @@ impl<F: ServiceFactory> Inner<F> {
         work += self.run_commands();
         self.complete_operator();
         self.record_terms();
-        if let Err(e) = self.net.flush() {
-            tracing::debug!(member = self.cfg.member_id, error = %e, "network flush failed");
+        if std::mem::take(&mut self.sends_queued) {
+            self.waker.wake(&self.links.network_thread);
         }
         work += self.app.container.do_background_work(self.now_ns);
-        // Publishing costs atomics, one uncontended lock, the state hash and (on a leader) one
-        // small allocation for the follower positions: at most once a millisecond, so the
-        // per-message path stays free of locks and allocation.
+        // Publishing costs atomics, one uncontended lock and the state hash: at most once a
+        // millisecond, so the per-message path stays free of locks.
         if self.now_ns - self.last_progress_ns >= 1_000_000 {
             self.last_progress_ns = self.now_ns;
             self.publish(shared);
@@ -979,11 +1067,16 @@ impl<F: ServiceFactory> Inner<F> {
 /// toggle is free again).
 const OPERATOR_TIMEOUT_NS: i64 = 30_000_000_000;
 
-fn count_codec_drop(control: &ControlFile, e: &crate::CodecError) {
-    match e {
-        crate::CodecError::Version { .. } => control.increment(Counter::DroppedBadVersion),
-        _ => control.increment(Counter::DroppedBadLength),
-    }
+/// Inbound messages the consensus agent takes from the network agent per duty cycle, at most.
+const RECEIVES_PER_CYCLE: usize = 1024;
+
+/// Counts an undecodable message (the network agent publishes the sums with its own counts).
+fn count_codec_drop(links: &MemberLinks, e: &crate::CodecError) {
+    let counter = match e {
+        crate::CodecError::Version { .. } => &links.decode_bad_version,
+        _ => &links.decode_bad_length,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 fn wall_ns() -> u64 {
@@ -992,7 +1085,7 @@ fn wall_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-impl<F: ServiceFactory> Agent for NodeAgent<F> {
+impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
     fn on_start(&mut self) -> std::result::Result<(), AgentError> {
         if self.started {
             return Ok(());
@@ -1002,6 +1095,7 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
             return Ok(());
         };
         inner.epoch = Instant::now();
+        inner.waker.register(&inner.links.consensus_thread);
         let Inner { core, app, out, .. } = inner;
         core.start(0, app, out);
         inner.run_commands();
@@ -1019,6 +1113,12 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
 
     fn termination(&mut self) -> Option<Termination> {
         let inner = self.inner.as_mut()?;
+        if self.shared.links.network_closed.load(Ordering::Acquire) && !inner.core.is_closed() {
+            inner.fail(format!(
+                "member {}: the network agent stopped",
+                inner.cfg.member_id
+            ));
+        }
         if let Some(error) = inner.failed.take() {
             return Some(Termination::Failed(AgentError::failed("node", error)));
         }
@@ -1041,6 +1141,10 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
         }
         self.inner = None;
         self.shared.running.store(false, Ordering::Release);
+        self.shared
+            .links
+            .consensus_closed
+            .store(true, Ordering::Release);
     }
 
     fn role_name(&self) -> &str {
@@ -1048,14 +1152,19 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
     }
 }
 
-/// A running member: its agent on its own thread. Dropping it stops and joins the thread
-/// (without handing over leadership: a crash as far as the cluster can tell); use
+/// A running member: its agents on their threads (per [`NodeConfig::threading`]: `shared`,
+/// one thread `tandem-node-ID` running the network and consensus agents; `dedicated`,
+/// `tandem-net-ID` and `tandem-cons-ID`, pinned to the first and second of
+/// [`NodeConfig::cores`] when given). Dropping it stops and joins every thread (without
+/// handing over leadership: a crash as far as the cluster can tell); use
 /// [`ClusterNode::stop`] for a graceful stop.
 #[derive(Debug)]
 pub struct ClusterNode {
     shared: Arc<Shared>,
     control: Arc<ControlFile>,
-    runner: Option<AgentRunner>,
+    /// In the order they are closed: the consensus agent's (or the composed member's) first,
+    /// then the network agent's, which sends what the consensus agent queued last.
+    runners: Vec<AgentRunner>,
     dir: std::path::PathBuf,
 }
 
@@ -1093,18 +1202,43 @@ impl ClusterNode {
         }
         let member_id = config.member_id;
         let idle = config.idle.clone();
-        let core = config.cores.as_ref().and_then(|c| c.get(0));
+        let core = |i: usize| config.cores.as_ref().and_then(|c| c.get(i));
+        let cores = [core(0), core(1)];
+        let threading = config.threading;
         let dir = config.dir.clone();
         let agent = NodeAgent::new(config, factory, hooks)?;
-        let shared = Arc::clone(&agent.shared);
-        let control = Arc::clone(&agent.inner.as_ref().expect("new").control);
-        let name = agent.name.clone();
-        let runner = AgentRunner::start(agent, idle, name, core)
-            .map_err(|source| NodeError::Agent { member_id, source })?;
+        let shared = Arc::clone(agent.shared());
+        let control = Arc::clone(agent.control());
+        let err = |source| NodeError::Agent { member_id, source };
+        let runners = match threading {
+            ThreadingMode::Dedicated => {
+                let (network, consensus) = agent.into_parts();
+                let net_runner = AgentRunner::start(
+                    network,
+                    idle.clone(),
+                    format!("tandem-net-{member_id}"),
+                    cores[0],
+                )
+                .map_err(err)?;
+                // On failure the network runner is dropped, which stops and joins it.
+                let cons_runner = AgentRunner::start(
+                    consensus,
+                    idle,
+                    format!("tandem-cons-{member_id}"),
+                    cores[1],
+                )
+                .map_err(err)?;
+                vec![cons_runner, net_runner]
+            }
+            ThreadingMode::Shared | ThreadingMode::Cluster => {
+                let name = agent.name.clone();
+                vec![AgentRunner::start(agent, idle, name, cores[0]).map_err(err)?]
+            }
+        };
         Ok(Self {
             shared,
             control,
-            runner: Some(runner),
+            runners,
             dir,
         })
     }
@@ -1183,12 +1317,24 @@ impl ClusterNode {
     /// [`NodeError::Agent`] if the agent had failed or panicked.
     pub fn close(mut self) -> Result<()> {
         let member_id = self.member_id();
-        match self.runner.take() {
-            Some(r) => r
-                .close()
-                .map_err(|source| NodeError::Agent { member_id, source }),
-            None => Ok(()),
+        let mut result = Ok(());
+        // In order (see `runners`); every thread is joined whatever the others report.
+        for r in self.runners.drain(..) {
+            if let Err(source) = r.close()
+                && result.is_ok()
+            {
+                result = Err(NodeError::Agent { member_id, source });
+            }
         }
+        result
+    }
+
+    /// The names of the threads running this member's agents, in the order they are closed.
+    pub fn thread_names(&self) -> Vec<String> {
+        self.runners
+            .iter()
+            .map(|r| r.thread_name().to_owned())
+            .collect()
     }
 }
 
@@ -1228,10 +1374,7 @@ impl InProcessCluster {
                 hub: Some(hub.clone()),
             };
             let agent = NodeAgent::new(cfg, make_factory(id), hooks)?;
-            members.push((
-                Arc::clone(&agent.shared),
-                Arc::clone(&agent.inner.as_ref().expect("new").control),
-            ));
+            members.push((Arc::clone(agent.shared()), Arc::clone(agent.control())));
             agents.push(Box::new(agent));
         }
         let composite = CompositeAgent::new("tandem-cluster", agents);
@@ -1277,6 +1420,7 @@ impl InProcessCluster {
     pub fn kill(&self, id: u32) {
         self.members[id as usize]
             .0
+            .links
             .kill
             .store(true, Ordering::Release);
     }

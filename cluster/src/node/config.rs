@@ -52,7 +52,9 @@ pub struct NodeConfig {
     pub idle: IdleStrategy,
     /// How agents map onto threads.
     pub threading: ThreadingMode,
-    /// Cores to pin agent threads to (first one used by the node thread).
+    /// Cores to pin agent threads to, taken in order: `shared`, the member's thread takes
+    /// the first; `dedicated`, the network agent's thread the first and the consensus
+    /// agent's the second (a thread with no core in the list is not pinned).
     pub cores: Option<CoreList>,
     /// UDP path.
     pub io: IoMode,

@@ -1,0 +1,300 @@
+//! [`NetworkAgent`]: a member's sockets (or in-process hub endpoint) as an agent of its own.
+//!
+//! It owns the member's [`NodeNetwork`]. Each duty cycle it
+//!
+//! 1. hands what the consensus agent queued on the outbound [`MessagePipe`] to the transport
+//!    and flushes it (sends the transport refuses with `WouldBlock` are dropped, as a lost
+//!    datagram would be);
+//! 2. polls the transport and copies every received message into the inbound pipe (polling
+//!    only while the pipe has room for a whole receive batch, so a busy consensus agent
+//!    leaves datagrams in the socket buffers rather than losing them here);
+//! 3. publishes the transport's counters to the control file, at most once a millisecond.
+//!
+//! It ends once the consensus agent has closed and everything it queued has been sent (so a
+//! leader's handover message leaves before the thread ends). When run on a thread of its own
+//! (`dedicated`), the consensus agent fails the member if this agent ends first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{Thread, ThreadId};
+use std::time::Instant;
+
+use crate::agent::{Agent, AgentError, Termination};
+use crate::control::{ControlFile, Counter};
+use crate::transport::Event;
+
+use super::net::NodeNetwork;
+use super::pipe::{Endpoint, MessagePipe};
+
+/// Messages each pipe holds.
+const PIPE_MESSAGES: usize = 4096;
+/// Bytes each pipe buffer starts with (a heartbeat or a small client message fits; buffers
+/// grow to the largest message they carry, up to [`super::pipe::RETAIN_BYTES`] kept).
+const PIPE_INITIAL_BYTES: usize = 512;
+/// The network agent polls only while the inbound pipe has this many free buffers (more
+/// than one receive batch on both sockets, reassembled messages included).
+const POLL_RESERVE: usize = 512;
+/// Outbound messages handed to the transport per duty cycle, at most.
+const SENDS_PER_CYCLE: usize = 2048;
+
+/// What a member's agents share: the two pipes between the network and consensus agents and
+/// the flags by which they learn of each other's end.
+#[derive(Debug)]
+pub(crate) struct MemberLinks {
+    /// Network agent to consensus agent: received messages.
+    pub(crate) inbound: MessagePipe,
+    /// Consensus agent to network agent: messages to send.
+    pub(crate) outbound: MessagePipe,
+    /// Set by the consensus agent when it has closed (stopped, shut down, failed).
+    pub(crate) consensus_closed: AtomicBool,
+    /// Set by the network agent when it has closed.
+    pub(crate) network_closed: AtomicBool,
+    /// Crash the member (in-process clusters): every agent drops what it holds.
+    pub(crate) kill: AtomicBool,
+    /// Messages the consensus agent could not decode: bad length or content.
+    pub(crate) decode_bad_length: AtomicU64,
+    /// Messages the consensus agent could not decode: unsupported protocol version.
+    pub(crate) decode_bad_version: AtomicU64,
+    /// The thread running the network agent (set when it starts).
+    pub(crate) network_thread: OnceLock<Thread>,
+    /// The thread running the consensus agent (set when it starts).
+    pub(crate) consensus_thread: OnceLock<Thread>,
+}
+
+impl MemberLinks {
+    pub(crate) fn new() -> Self {
+        Self {
+            inbound: MessagePipe::new(PIPE_MESSAGES, PIPE_INITIAL_BYTES),
+            outbound: MessagePipe::new(PIPE_MESSAGES, PIPE_INITIAL_BYTES),
+            consensus_closed: AtomicBool::new(false),
+            network_closed: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            decode_bad_length: AtomicU64::new(0),
+            decode_bad_version: AtomicU64::new(0),
+            network_thread: OnceLock::new(),
+            consensus_thread: OnceLock::new(),
+        }
+    }
+}
+
+/// Wakes the other agent's thread after handing it messages: idle strategies park with
+/// `park_timeout`, and a parked consumer would otherwise see the messages only when its park
+/// ends (up to a millisecond with `backoff`). `unpark` is one atomic swap when the thread is
+/// not parked, one futex wake when it is; no lock. Nothing is done when both agents run on
+/// one thread (`shared`, `cluster`).
+#[derive(Debug, Default)]
+pub(crate) struct Waker {
+    own: Option<ThreadId>,
+    other: Option<Thread>,
+    resolved: bool,
+}
+
+impl Waker {
+    /// Records the calling thread as the one running this agent.
+    pub(crate) fn register(&mut self, me: &OnceLock<Thread>) {
+        let current = std::thread::current();
+        self.own = Some(current.id());
+        // Set once: an agent starts once.
+        let _ = me.set(current);
+    }
+
+    /// Unparks the thread recorded in `other` if it is not this agent's own.
+    pub(crate) fn wake(&mut self, other: &OnceLock<Thread>) {
+        if !self.resolved {
+            let Some(t) = other.get() else {
+                return;
+            };
+            self.resolved = true;
+            if Some(t.id()) != self.own {
+                self.other = Some(t.clone());
+            }
+        }
+        if let Some(t) = &self.other {
+            t.unpark();
+        }
+    }
+}
+
+/// A member's network as an agent (see the module docs). Built by
+/// [`NodeAgent::new`](super::NodeAgent::new); run on its own thread in the `dedicated`
+/// threading mode, composed with the consensus agent otherwise.
+pub struct NetworkAgent {
+    net: Option<NodeNetwork>,
+    pub(crate) links: Arc<MemberLinks>,
+    pub(crate) control: Arc<ControlFile>,
+    member_id: u32,
+    name: String,
+    epoch: Instant,
+    last_publish_ns: u64,
+    /// Sends the transport refused (its queue full).
+    send_drops: u64,
+    waker: Waker,
+}
+
+impl std::fmt::Debug for NetworkAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkAgent")
+            .field("name", &self.name)
+            .field("open", &self.net.is_some())
+            .field("send_drops", &self.send_drops)
+            .field("inbound_refused", &self.links.inbound.refused())
+            .field("outbound_refused", &self.links.outbound.refused())
+            .finish()
+    }
+}
+
+impl NetworkAgent {
+    pub(crate) fn new(
+        member_id: u32,
+        net: NodeNetwork,
+        links: Arc<MemberLinks>,
+        control: Arc<ControlFile>,
+    ) -> Self {
+        Self {
+            net: Some(net),
+            links,
+            control,
+            member_id,
+            name: format!("network-{member_id}"),
+            epoch: Instant::now(),
+            last_publish_ns: 0,
+            send_drops: 0,
+            waker: Waker::default(),
+        }
+    }
+
+    /// Hands up to `limit` queued outbound messages to the transport.
+    fn send(net: &mut NodeNetwork, links: &MemberLinks, limit: usize, drops: &mut u64) -> usize {
+        let mut n = 0;
+        while n < limit {
+            let Some(m) = links.outbound.poll() else {
+                break;
+            };
+            n += 1;
+            let sent = match m.endpoint {
+                Endpoint::Member(id) => net.send_to_member(id, &m.bytes),
+                Endpoint::Client(addr) => net.send_to_client(addr, &m.bytes),
+            };
+            if let Err(e) = sent {
+                *drops += 1;
+                tracing::debug!(to = ?m.endpoint, error = %e, "send dropped");
+            }
+            links.outbound.recycle(m.bytes);
+        }
+        n
+    }
+
+    fn receive(net: &mut NodeNetwork, links: &MemberLinks, now_ns: u64) -> usize {
+        if links.inbound.free_slots() < POLL_RESERVE {
+            return 0;
+        }
+        let inbound = &links.inbound;
+        let result = net.poll(now_ns, |event| {
+            let queued = match event {
+                Event::FromMember { member_id, msg } => {
+                    inbound.offer(Endpoint::Member(member_id), msg)
+                }
+                Event::FromClient { addr, msg } => inbound.offer(Endpoint::Client(addr), msg),
+            };
+            if !queued {
+                tracing::debug!("inbound pipe full: message dropped");
+            }
+        });
+        match result {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "network poll failed");
+                0
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let Some(net) = &self.net else {
+            return;
+        };
+        let c = &self.control;
+        let l = &self.links;
+        let t = net.counters();
+        c.set_counter(Counter::DatagramsIn, t.datagrams_in.max(t.messages_in));
+        c.set_counter(Counter::DatagramsOut, t.datagrams_out.max(t.messages_out));
+        c.set_counter(Counter::BytesIn, t.bytes_in);
+        c.set_counter(Counter::BytesOut, t.bytes_out);
+        c.set_counter(
+            Counter::DroppedBadLength,
+            t.dropped_bad_length
+                + t.dropped_bad_header
+                + l.decode_bad_length.load(Ordering::Relaxed),
+        );
+        c.set_counter(Counter::DroppedBadChecksum, t.dropped_bad_checksum);
+        c.set_counter(
+            Counter::DroppedBadVersion,
+            t.dropped_bad_version + l.decode_bad_version.load(Ordering::Relaxed),
+        );
+        c.set_counter(Counter::DroppedWrongCluster, t.dropped_wrong_cluster);
+        c.set_counter(Counter::DroppedUnknownMember, t.dropped_unknown_member);
+    }
+
+    fn clock_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+impl Agent for NetworkAgent {
+    fn on_start(&mut self) -> Result<(), AgentError> {
+        self.epoch = Instant::now();
+        self.waker.register(&self.links.network_thread);
+        Ok(())
+    }
+
+    fn do_work(&mut self) -> usize {
+        if self.links.kill.load(Ordering::Acquire) {
+            // A crash: the sockets close without sending what was queued.
+            self.net = None;
+        }
+        let now_ns = self.clock_ns();
+        let Some(net) = self.net.as_mut() else {
+            return 0;
+        };
+        let links = &*self.links;
+        let mut work = Self::send(net, links, SENDS_PER_CYCLE, &mut self.send_drops);
+        match net.flush() {
+            Ok(n) => work += n,
+            Err(e) => tracing::debug!(member = self.member_id, error = %e, "network flush failed"),
+        }
+        let received = Self::receive(net, links, now_ns);
+        if received > 0 {
+            self.waker.wake(&links.consensus_thread);
+        }
+        work += received;
+        if now_ns.saturating_sub(self.last_publish_ns) >= 1_000_000 {
+            self.last_publish_ns = now_ns;
+            self.publish();
+        }
+        work
+    }
+
+    fn termination(&mut self) -> Option<Termination> {
+        (self.net.is_some()
+            && self.links.consensus_closed.load(Ordering::Acquire)
+            && self.links.outbound.is_empty())
+        .then_some(Termination::Done)
+    }
+
+    fn on_close(&mut self) {
+        if let Some(net) = self.net.as_mut() {
+            // What the consensus agent queued last (a stopping leader's handover) still goes.
+            Self::send(net, &self.links, usize::MAX, &mut self.send_drops);
+            if let Err(e) = net.flush() {
+                tracing::debug!(member = self.member_id, error = %e, "network flush failed");
+            }
+            self.publish();
+        }
+        self.net = None;
+        self.links.network_closed.store(true, Ordering::Release);
+    }
+
+    fn role_name(&self) -> &str {
+        &self.name
+    }
+}
