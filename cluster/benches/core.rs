@@ -87,6 +87,9 @@ impl Bench {
             cfg.heartbeat_interval_ns = 10_000_000;
             cfg.session_timeout_ns = i64::MAX / 4;
             cfg.max_frames_per_append = 64;
+            // The bench's client never acknowledges its egress (it has no socket to read):
+            // no slow-consumer bound, or its session would be closed after 4096 replies.
+            cfg.max_unacked_egress = u64::MAX;
             let mut core = Consensus::new(cfg, MemLog::new(), Some(NodeState::default()), None);
             let mut app = Echo::default();
             let mut out = Outbox::new();
