@@ -111,7 +111,15 @@ fn dedicated_threads_apply_the_same_log_survive_a_leader_kill_and_are_joined() {
         .filter(|n| n.starts_with("tandem-segment"))
         .count();
     assert_eq!(segment, 3, "{names:?}");
-    assert_eq!(names.len(), threads_before + 6 + segment, "{names:?}");
+    // And its node-state writer (fsyncs off the consensus thread).
+    for i in 0..3 {
+        let writers = names
+            .iter()
+            .filter(|n| **n == format!("tandem-state-{i}"))
+            .count();
+        assert_eq!(writers, 1, "member {i}: {names:?}");
+    }
+    assert_eq!(names.len(), threads_before + 6 + segment + 3, "{names:?}");
 
     let leader = wait_for("a leader", Duration::from_secs(20), || {
         nodes

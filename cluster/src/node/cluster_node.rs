@@ -713,14 +713,10 @@ impl<F: ServiceFactory> Inner<F> {
                 }
             }
             Command::PersistState { id, state } => {
+                // Written on the node-state thread; `poll_persisted` reports completion.
                 let end = self.core.log().archive_end();
-                match self.files.persist(state, end) {
-                    Ok(()) => self.core.handle(
-                        Input::StatePersisted { id: *id },
-                        &mut self.app,
-                        &mut self.out,
-                    ),
-                    Err(e) => self.fail(format!("node state not persisted: {e}")),
+                if let Err(e) = self.files.persist(*id, state, end) {
+                    self.fail(format!("node state not persisted: {e}"));
                 }
             }
             Command::RoleChanged { role, term, leader } => {
@@ -1024,6 +1020,23 @@ impl<F: ServiceFactory> Inner<F> {
         s.leaderships = counters.leaderships;
     }
 
+    /// Tells the core which node-state writes have completed (they run on the node-state
+    /// thread, see `files::StatePersister`); a failed write stops the node.
+    fn poll_persisted(&mut self) -> usize {
+        match self.files.node_state.poll() {
+            Ok(Some(id)) => {
+                self.core
+                    .handle(Input::StatePersisted { id }, &mut self.app, &mut self.out);
+                1
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                self.fail(format!("node state not persisted: {e}"));
+                0
+            }
+        }
+    }
+
     fn cycle(&mut self, shared: &Shared) -> usize {
         if self.failed.is_some() {
             return 0;
@@ -1037,6 +1050,8 @@ impl<F: ServiceFactory> Inner<F> {
             &mut self.app,
             &mut self.out,
         );
+        work += self.run_commands();
+        work += self.poll_persisted();
         work += self.run_commands();
         self.core.handle(Input::Flush, &mut self.app, &mut self.out);
         work += self.run_commands();
