@@ -397,3 +397,48 @@ fn control_file_is_recreated_at_start() {
     let run = tool(&dir, &["verify"]);
     assert_eq!(run.code, 0, "the recreated control file verifies: {run:?}");
 }
+
+#[test]
+fn a_member_that_lost_its_snapshots_rejoins_as_a_learner() {
+    let _g = serial();
+    let mut s = setup();
+    let victim = s.victim;
+    let dir = s.c.dir(victim);
+    // Every member purges its log up to retention (the victim offline): logs now start at
+    // or above a segment base above 0.
+    for i in s.c.others(victim) {
+        let r =
+            s.c.node(i)
+                .request(Action::Purge(u64::MAX), Duration::from_secs(20))
+                .unwrap();
+        assert_eq!(r.code, ResultCode::Ok, "purge on member {i}: {r:?}");
+    }
+    let run = tool(&dir, &["purge-segments"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        !segment_path(&dir, 0).exists(),
+        "the victim's first segment was purged"
+    );
+    // Both snapshot sets invalidated: the log, which starts above 0, is of no use alone.
+    for _ in 0..2 {
+        let run = tool(&dir, &["invalidate-latest-snapshot"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    // It restarts with an empty log: it acknowledged entries it no longer holds, so it must
+    // not vote until it caught up again (install-snapshot).
+    s.c.nodes[victim] = Some(launch(&s.c, victim, true).expect("the member starts"));
+    assert_eq!(
+        s.c.node(victim).role(),
+        Role::Learner,
+        "it lost data: a learner"
+    );
+    wait_for("install-snapshot", LIMIT, || {
+        (s.c.node(victim).status().snapshots_installed >= 1).then_some(())
+    });
+    send(&mut s.client, s.sent, 20, MESSAGE_BYTES);
+    s.sent += 20;
+    s.c.wait_applied(s.sent);
+    wait_for("promoted to follower", LIMIT, || {
+        (s.c.node(victim).role() == Role::Follower).then_some(())
+    });
+}

@@ -170,6 +170,21 @@ impl NodeFiles {
             _lock: lock,
         };
         let snapshot = files.load_latest_snapshot()?;
+        if let Some(s) = &snapshot
+            && s.position.0 < log.start_position()
+        {
+            // The log from the snapshot on was purged: a newer snapshot set was lost from the
+            // recording log (its last entry cut off as torn). Nothing to start from.
+            return Err(NodeError::Snapshot {
+                dir: dir.to_path_buf(),
+                position: s.position.0,
+                reason: format!(
+                    "the newest valid snapshot lies below the log start {} (the recording log \
+                     lost a newer snapshot set?): wipe the directory to rejoin as a learner",
+                    log.start_position()
+                ),
+            });
+        }
         let node_state = if fresh && !cfg.bootstrap {
             None
         } else {
@@ -179,11 +194,20 @@ impl NodeFiles {
                 commit_lower_bound: LogPosition(state.commit_position_lower_bound),
             })
         };
+        let mut rejoin_as_learner = rejoin_as_learner;
         if snapshot.is_none() && log.start_position() > 0 {
-            // A snapshot install was interrupted before its file was stored: the log is of no
-            // use without it. Start empty (the leader will send the snapshot again).
+            // A snapshot install was interrupted before its file was stored, or the snapshots
+            // were invalidated or lost: the log is of no use without one. Start empty (the
+            // leader sends its snapshot again).
             tracing::warn!(dir = %dir.display(), "log starts above 0 without a snapshot: resetting it");
             log.reset(0, 0).map_err(archive_err(dir))?;
+            if node_state.is_some() && !rejoin_as_learner {
+                // It acknowledged entries it no longer holds: it must not vote (nor count for
+                // a quorum) before it caught up again, across restarts too.
+                tracing::warn!(dir = %dir.display(), "log data lost: rejoining as a non-voting learner");
+                write_durably(dir, REJOIN_MARKER_FILE, b"rejoin as learner\n")?;
+                rejoin_as_learner = true;
+            }
         }
         Ok(Opened {
             files,
