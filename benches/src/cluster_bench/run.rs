@@ -204,26 +204,17 @@ pub fn latency(
             work += client
                 .poll(|seq, reply| {
                     let t = *t.get_or_insert_with(Instant::now);
-                    while let Some(&(sent_seq, i)) = queue.front() {
-                        if sent_seq > seq {
-                            break;
-                        }
-                        queue.pop_front();
-                        if sent_seq < seq {
-                            continue; // no reply will come for it: lost
-                        }
-                        replies += 1;
-                        if reply != msg.as_slice() {
-                            bad += 1;
-                            break;
-                        }
-                        let ns = schedule.latency_ns(i, t);
-                        progress.note(ns);
-                        if i >= warm_n {
-                            run.record(ns);
-                            snapper.record(schedule.intended(i), ns);
-                        }
-                        break;
+                    let Some(i) = settle(queue, seq) else { return };
+                    replies += 1;
+                    if reply != msg.as_slice() {
+                        bad += 1;
+                        return;
+                    }
+                    let ns = schedule.latency_ns(i, t);
+                    progress.note(ns);
+                    if i >= warm_n {
+                        run.record(ns);
+                        snapper.record(schedule.intended(i), ns);
                     }
                 })
                 .map_err(client_err(c))?;
@@ -250,6 +241,22 @@ pub fn latency(
         snapshot: snapper.impact,
         bad_replies: bad,
     })
+}
+
+/// Removes from a client's in-flight queue (sequence, tag) what a reply to `seq` settles:
+/// the entries before it, for which no reply will come (lost), and its own, whose tag it
+/// returns. A reply to a sequence not in the queue settles only the entries before it.
+fn settle<T: Copy>(queue: &mut VecDeque<(u64, T)>, seq: u64) -> Option<T> {
+    while let Some(&(sent_seq, tag)) = queue.front() {
+        if sent_seq > seq {
+            return None;
+        }
+        queue.pop_front();
+        if sent_seq == seq {
+            return Some(tag);
+        }
+    }
+    None
 }
 
 /// Closed-loop throughput: every client keeps its window full; replies reaching the clients
@@ -303,29 +310,22 @@ pub fn throughput(
             work += client
                 .poll(|seq, reply| {
                     let t = *t.get_or_insert_with(Instant::now);
-                    while let Some(&(sent_seq, sent_at)) = queue.front() {
-                        if sent_seq > seq {
-                            break;
-                        }
-                        queue.pop_front();
-                        if sent_seq < seq {
-                            continue;
-                        }
-                        replies += 1;
-                        if reply != msg.as_slice() {
-                            bad += 1;
-                            break;
-                        }
-                        let ns = t.saturating_duration_since(sent_at).as_nanos() as u64;
-                        progress.note(ns);
-                        if sent_at >= warm_end {
-                            run.record(ns);
-                            snapper.record(sent_at, ns);
-                        }
-                        if t >= warm_end && t <= end {
-                            counted += 1;
-                        }
-                        break;
+                    let Some(sent_at) = settle(queue, seq) else {
+                        return;
+                    };
+                    replies += 1;
+                    if reply != msg.as_slice() {
+                        bad += 1;
+                        return;
+                    }
+                    let ns = t.saturating_duration_since(sent_at).as_nanos() as u64;
+                    progress.note(ns);
+                    if sent_at >= warm_end {
+                        run.record(ns);
+                        snapper.record(sent_at, ns);
+                    }
+                    if t >= warm_end && t <= end {
+                        counted += 1;
                     }
                 })
                 .map_err(client_err(c))?;
@@ -372,4 +372,22 @@ fn finish_snapshot(dep: &mut Deployment, snapper: &mut Snapper) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_settles_its_own_entry_and_the_lost_ones_before_it() {
+        let mut q: VecDeque<(u64, u64)> = [(3, 30), (4, 40), (6, 60), (7, 70)].into();
+        assert_eq!(settle(&mut q, 2), None);
+        assert_eq!(q.len(), 4);
+        assert_eq!(settle(&mut q, 4), Some(40)); // 3 is lost
+        assert_eq!(q.front(), Some(&(6, 60)));
+        assert_eq!(settle(&mut q, 5), None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(settle(&mut q, 7), Some(70));
+        assert!(q.is_empty());
+    }
 }
