@@ -484,22 +484,18 @@ impl StatePersister {
                 Ok((id, Ok(()))) => highest = Some(id),
                 Ok((_, Err(e))) => return Err(e),
                 Err(mpsc::TryRecvError::Empty) => return Ok(highest),
+                // The writer holds the sending end until it exits: it has stopped.
                 Err(mpsc::TryRecvError::Disconnected) => {
                     return match highest {
                         Some(id) => Ok(Some(id)),
-                        None if self.requests.is_some() && self.thread_finished() => Err(format!(
+                        None => Err(format!(
                             "{}: the node-state writer thread stopped",
                             self.dir.display()
                         )),
-                        None => Ok(None),
                     };
                 }
             }
         }
-    }
-
-    fn thread_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 }
 
