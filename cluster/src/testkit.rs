@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use crate::codec::client::{Egress, EventCode, Ingress};
 use crate::codec::peer::PeerMessage;
+use crate::consensus::{Application, snapshot::SnapshotParts};
 use crate::consensus::{
     ClientAddr, Command, Config, Consensus, Input, LogPosition, LogStore, MemLog, MemberId,
     NodeState, Outbox, SessionId, Snapshot,
 };
 use crate::container::ServiceContainer;
+use crate::container::remote::{InlineLink, RemoteApplication, ServiceEngine};
 use tandem_service_api::{
     ClientSession, CloseReason, Cluster, ClusteredService, Header, LeadershipTermEvent, Role,
     SnapshotImage, SnapshotWriter,
@@ -145,13 +147,96 @@ impl ClusteredService for TestService {
 /// The factory type of the test service.
 pub type TestFactory = fn() -> TestService;
 
+/// How the members of a [`TestCluster`] run their service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    /// Called in line by the core (the `shared` and `cluster` threading modes).
+    Inline,
+    /// Split as in the `dedicated` threading mode ([`crate::container::remote`]): a service
+    /// engine applies the committed frames and records the service's effects, the core
+    /// replays them. Here the engine runs on the same thread, after every input.
+    Remote,
+}
+
+/// A test member's service, in either [`ServiceMode`].
+#[derive(Debug)]
+pub enum TestApp {
+    /// The container, called by the core.
+    Inline(ServiceContainer<TestFactory>),
+    /// The core's stand-in, with the engine (and the container) behind its link.
+    Remote(Box<RemoteApplication<InlineLink<ServiceContainer<TestFactory>>>>),
+}
+
+impl TestApp {
+    fn new() -> Self {
+        Self::Inline(ServiceContainer::new(TestService::default as TestFactory))
+    }
+
+    /// The running service, if started.
+    pub fn service(&self) -> Option<&TestService> {
+        match self {
+            Self::Inline(c) => c.service(),
+            Self::Remote(r) => r.link().engine().app().service(),
+        }
+    }
+
+    fn as_app(&mut self) -> &mut dyn Application {
+        match self {
+            Self::Inline(a) => a,
+            Self::Remote(a) => a.as_mut(),
+        }
+    }
+}
+
+impl Application for TestApp {
+    fn start(&mut self, c: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.as_app().start(c, snapshot);
+    }
+    fn start_from(&mut self, c: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
+        self.as_app().start_from(c, snapshot);
+    }
+    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
+        self.as_app().session_open(c, s, t);
+    }
+    fn session_close(
+        &mut self,
+        c: &mut dyn Cluster,
+        s: &ClientSession<'_>,
+        t: i64,
+        r: CloseReason,
+    ) {
+        self.as_app().session_close(c, s, t, r);
+    }
+    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
+        self.as_app().message(c, s, t, m, h);
+    }
+    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
+        self.as_app().timer_event(c, id, t);
+    }
+    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
+        self.as_app().new_leadership_term(c, e);
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.as_app().take_snapshot(out);
+    }
+    fn role_change(&mut self, role: Role) {
+        self.as_app().role_change(role);
+    }
+    fn terminate(&mut self, c: &mut dyn Cluster) {
+        self.as_app().terminate(c);
+    }
+    fn apply_limit(&mut self) -> u64 {
+        self.as_app().apply_limit()
+    }
+}
+
 /// One member: its core (while up), its container, its "disk".
 #[derive(Debug)]
 pub struct TestNode {
     /// The core, `None` while the member is down.
     pub core: Option<Consensus<MemLog>>,
-    /// The service container.
-    pub app: ServiceContainer<TestFactory>,
+    /// The service.
+    pub app: TestApp,
     /// Commands not yet carried out.
     pub out: Outbox,
     /// The log while the member is down.
@@ -198,6 +283,8 @@ pub struct TestCluster {
     /// and a crash loses what was not durable yet (a machine crash). Off by default: storage is
     /// durable at once.
     pub lazy_fsync: bool,
+    /// How members run their service.
+    pub mode: ServiceMode,
 }
 
 /// Network faults for [`TestCluster`]: each packet is dropped, duplicated or delayed (sent to
@@ -239,6 +326,21 @@ impl TestCluster {
 
     /// A new cluster of `n` members with configurations from `config`.
     pub fn with_config(n: u32, config: fn(MemberId, u32) -> Config) -> Self {
+        Self::with_config_in_mode(n, config, ServiceMode::Inline)
+    }
+
+    /// A new cluster of `n` members with [`test_config`], running their service in `mode`.
+    pub fn in_mode(n: u32, mode: ServiceMode) -> Self {
+        Self::with_config_in_mode(n, test_config, mode)
+    }
+
+    /// A new cluster of `n` members with configurations from `config`, running their service
+    /// in `mode`.
+    pub fn with_config_in_mode(
+        n: u32,
+        config: fn(MemberId, u32) -> Config,
+        mode: ServiceMode,
+    ) -> Self {
         let mut c = Self {
             nodes: Vec::new(),
             now_ns: 0,
@@ -251,11 +353,12 @@ impl TestCluster {
             leaders_by_term: BTreeMap::new(),
             chaos: None,
             lazy_fsync: false,
+            mode,
         };
         for _ in 0..n {
             c.nodes.push(TestNode {
                 core: None,
-                app: ServiceContainer::new(TestService::default as TestFactory),
+                app: TestApp::new(),
                 out: Outbox::new(),
                 stored_log: Some(MemLog::new()),
                 node_state: Some(NodeState::default()),
@@ -277,9 +380,50 @@ impl TestCluster {
         let log = n.stored_log.take().unwrap_or_default();
         let snap = n.snapshots.last().cloned();
         let mut core = Consensus::new(cfg, log, n.node_state, snap);
-        n.app = ServiceContainer::new(TestService::default as TestFactory);
+        n.app = TestApp::new();
         core.start(self.now_ns, &mut n.app, &mut n.out);
+        if self.mode == ServiceMode::Remote
+            && let TestApp::Inline(container) = std::mem::replace(&mut n.app, TestApp::new())
+        {
+            // As a node does once its core has started: the service moves behind the link.
+            let applied = core.applied_position().0;
+            let engine = ServiceEngine::new(
+                container,
+                core.module_state().clone(),
+                core.apply_rules(),
+                core.role(),
+                applied,
+            );
+            n.app = TestApp::Remote(Box::new(RemoteApplication::new(
+                InlineLink::new(engine),
+                applied,
+            )));
+        }
         n.core = Some(core);
+    }
+
+    /// [`ServiceMode::Remote`]: hands member `i`'s engine the newly committed frames and has
+    /// the core apply (and replay) what the engine applied.
+    ///
+    /// # Panics
+    /// If the replay failed: the split diverged from the engine.
+    fn pump(&mut self, i: u32) {
+        let n = &mut self.nodes[i as usize];
+        let (Some(core), TestApp::Remote(remote)) = (n.core.as_mut(), &mut n.app) else {
+            return;
+        };
+        remote
+            .link_mut()
+            .forward(core.log(), core.applied_position(), core.commit_position());
+        core.handle(Input::Apply, &mut n.app, &mut n.out);
+        if let TestApp::Remote(remote) = &mut n.app {
+            if let Some(e) = remote.link().error() {
+                panic!("member {i}: {e}");
+            }
+            if let Some(e) = remote.take_error() {
+                panic!("member {i}: {e}");
+            }
+        }
     }
 
     /// The configured member count.
@@ -297,6 +441,20 @@ impl TestCluster {
         self.nodes[i as usize].app.service().expect("started")
     }
 
+    /// In [`ServiceMode::Remote`], member `i`'s engine's copy of the module state, when it
+    /// applied as far as the core (it equals the core's then).
+    pub fn engine_module_state(&self, i: u32) -> Option<&crate::consensus::ModuleState> {
+        let n = &self.nodes[i as usize];
+        match (&n.app, n.core.as_ref()) {
+            (TestApp::Remote(r), Some(core))
+                if r.link().engine().applied() == core.applied_position().0 =>
+            {
+                Some(r.link().engine().module_state())
+            }
+            _ => None,
+        }
+    }
+
     /// Whether member `i` is up.
     pub fn is_up(&self, i: u32) -> bool {
         self.nodes[i as usize].core.is_some()
@@ -308,6 +466,7 @@ impl TestCluster {
         if let Some(core) = n.core.as_mut() {
             core.handle(input, &mut n.app, &mut n.out);
         }
+        self.pump(i);
         self.drain(i);
     }
 
@@ -377,6 +536,7 @@ impl TestCluster {
                     core.handle(input, &mut n.app, &mut n.out);
                 }
             }
+            self.pump(i);
             self.check_leaders();
         }
     }
@@ -673,9 +833,29 @@ impl TestCluster {
                     w[1]
                 );
             }
+            for &m in w {
+                if let Some(engine) = self.engine_module_state(m) {
+                    assert!(
+                        same_replicated_state(engine, self.core(m).module_state()),
+                        "member {m}: the service engine's module state differs from the core's"
+                    );
+                }
+            }
             let (sa, sb) = (self.service(w[0]), self.service(w[1]));
             let n = sa.applied.len().min(sb.applied.len());
             assert_eq!(sa.applied[..n], sb.applied[..n], "services diverged");
         }
     }
+}
+
+/// Whether two module states are equal in what is replicated (the leader-only transient
+/// fields aside).
+fn same_replicated_state(
+    a: &crate::consensus::ModuleState,
+    b: &crate::consensus::ModuleState,
+) -> bool {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    a.encode(&mut x);
+    b.encode(&mut y);
+    x == y
 }

@@ -1,6 +1,6 @@
 //! A 3-member cluster over loopback UDP in the `dedicated` threading mode (each member's
-//! network and consensus agents on threads of their own, backing off when idle, member 0's
-//! pinned): every member runs the expected named agent threads; every member applies the same
+//! network, consensus and service agents on threads of their own, backing off when idle,
+//! member 0's pinned): every member runs the expected named agent threads; every member applies the same
 //! messages in the same order; a snapshot is taken everywhere with matching state hashes; the
 //! leader is killed, a new one takes over and the old one restarts and catches up; on close
 //! every thread is joined. Alone in its test binary, so the process's threads are its own.
@@ -25,7 +25,7 @@ fn thread_names() -> Vec<String> {
         .collect()
 }
 
-fn agent_threads(names: &[String], member: u32) -> (usize, usize, usize) {
+fn agent_threads(names: &[String], member: u32) -> (usize, usize, usize, usize) {
     let count = |prefix: &str| {
         names
             .iter()
@@ -35,6 +35,7 @@ fn agent_threads(names: &[String], member: u32) -> (usize, usize, usize) {
     (
         count("tandem-net"),
         count("tandem-cons"),
+        count("tandem-svc"),
         count("tandem-node"),
     )
 }
@@ -43,9 +44,11 @@ fn dedicated(id: u32, members: &str, root: &std::path::Path) -> NodeConfig {
     let mut c = config(id, members, root);
     c.threading = ThreadingMode::Dedicated;
     if id == 0 {
-        // Network agent on the first available core, consensus agent on the last.
+        // Network agent on the first available core, consensus and service agents on the
+        // last.
         let cores = available_cores();
-        c.cores = Some(CoreList::from(vec![cores[0], *cores.last().unwrap()]));
+        let last = *cores.last().unwrap();
+        c.cores = Some(CoreList::from(vec![cores[0], last, last]));
     }
     c
 }
@@ -96,13 +99,21 @@ fn dedicated_threads_apply_the_same_log_survive_a_leader_kill_and_are_joined() {
         })
         .collect();
 
-    // Two named agent threads per member, no composed one.
+    // Three named agent threads per member, no composed one.
     let names = thread_names();
     for i in 0..3 {
-        assert_eq!(agent_threads(&names, i), (1, 1, 0), "member {i}: {names:?}");
+        assert_eq!(
+            agent_threads(&names, i),
+            (1, 1, 1, 0),
+            "member {i}: {names:?}"
+        );
         assert_eq!(
             nodes[i as usize].as_ref().unwrap().thread_names(),
-            [format!("tandem-cons-{i}"), format!("tandem-net-{i}")]
+            [
+                format!("tandem-cons-{i}"),
+                format!("tandem-svc-{i}"),
+                format!("tandem-net-{i}")
+            ]
         );
     }
     // Besides, each member's archive has its segment-preparing thread.
@@ -119,7 +130,7 @@ fn dedicated_threads_apply_the_same_log_survive_a_leader_kill_and_are_joined() {
             .count();
         assert_eq!(writers, 1, "member {i}: {names:?}");
     }
-    assert_eq!(names.len(), threads_before + 6 + segment + 3, "{names:?}");
+    assert_eq!(names.len(), threads_before + 9 + segment + 3, "{names:?}");
 
     let leader = wait_for("a leader", Duration::from_secs(20), || {
         nodes
@@ -155,7 +166,7 @@ fn dedicated_threads_apply_the_same_log_survive_a_leader_kill_and_are_joined() {
     let names = thread_names();
     assert_eq!(
         agent_threads(&names, leader as u32),
-        (0, 0, 0),
+        (0, 0, 0, 0),
         "a closed member's threads are joined: {names:?}"
     );
     let new_leader = wait_for("a new leader", Duration::from_secs(20), || {
@@ -187,7 +198,11 @@ fn dedicated_threads_apply_the_same_log_survive_a_leader_kill_and_are_joined() {
     }
     let names = thread_names();
     for i in 0..3 {
-        assert_eq!(agent_threads(&names, i), (1, 1, 0), "member {i}: {names:?}");
+        assert_eq!(
+            agent_threads(&names, i),
+            (1, 1, 1, 0),
+            "member {i}: {names:?}"
+        );
     }
     client.close();
 
@@ -204,6 +219,6 @@ fn dedicated_threads_apply_the_same_log_survive_a_leader_kill_and_are_joined() {
         "threads left running: {names:?}"
     );
     for i in 0..3 {
-        assert_eq!(agent_threads(&names, i), (0, 0, 0));
+        assert_eq!(agent_threads(&names, i), (0, 0, 0, 0));
     }
 }

@@ -166,6 +166,17 @@ impl Role {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// The role for a numeric code, or `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Follower),
+            1 => Some(Self::Candidate),
+            2 => Some(Self::Leader),
+            3 => Some(Self::Learner),
+            _ => None,
+        }
+    }
 }
 
 /// Why a session was closed.

@@ -15,13 +15,14 @@ use crate::codec::entry::{
     NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, StateHashPayload,
     decode_session_close, decode_timer_event,
 };
-use crate::codec::frame::EntryType;
+use crate::codec::frame::{EntryType, Frame};
 use crate::consensus::command::{Command, Outbox};
 use crate::consensus::core::{Consensus, LeaderSession};
 use crate::consensus::sessions::{ReplyCache, Session};
-use crate::consensus::snapshot::Snapshot;
+use crate::consensus::snapshot::{Snapshot, SnapshotParts};
+use crate::consensus::state::{ApplyContext, Limits, ModuleState};
 use crate::consensus::storage::LogStore;
-use crate::consensus::types::{LogPosition, SessionId};
+use crate::consensus::types::{ClientAddr, LogPosition, OperatorAction, SessionId};
 use tandem_service_api::{
     ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, Role, SnapshotWriter,
 };
@@ -67,6 +68,21 @@ pub trait Application {
     fn role_change(&mut self, role: Role);
     /// The member is stopping.
     fn terminate(&mut self, cluster: &mut dyn Cluster);
+    /// Starts from a snapshot (its module part is what the core's module state was just set
+    /// to) or empty: the core calls this, at start and when it installs a snapshot. The
+    /// default starts the service with the snapshot's service part; a service applying on a
+    /// thread of its own ([`crate::container::remote`]) also takes the module part, for its
+    /// copy of the module state.
+    fn start_from(&mut self, cluster: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
+        self.start(cluster, snapshot.map(|p| p.service));
+    }
+    /// The log position up to which the application can apply now: the core applies committed
+    /// entries up to here and no further. A service applying on a thread of its own is ahead
+    /// of the core by what it has done ([`crate::container::remote`]); the default, a service
+    /// called in line, has no limit.
+    fn apply_limit(&mut self) -> u64 {
+        u64::MAX
+    }
 }
 
 /// An application with no service: for tests and benchmarks of the core alone.
@@ -134,10 +150,279 @@ impl<S: tandem_service_api::ClusteredService> Application for S {
     }
 }
 
+/// The fixed inputs of applying an entry's module part: identical on every member (from the
+/// replicated configuration), and on the core's side and a service thread's side alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyRules {
+    /// Limits of the replicated state.
+    pub limits: Limits,
+    /// This member.
+    pub member_id: u32,
+    /// The cap on open sessions.
+    pub max_sessions: usize,
+    /// Bug flag (`BugFlags::apply_duplicates`): apply a duplicate client message.
+    pub apply_duplicates: bool,
+}
+
+/// What applying one entry's module and service parts leaves for the core to do after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing more.
+    Nothing,
+    /// A client message repeated one already applied (dropped, unless the bug flag is on).
+    Duplicate,
+    /// A client message skipped a sequence number (dropped).
+    Gap,
+    /// A session-open entry: the answer for the client (`code` `Ok` with `id`, or `Rejected`
+    /// with `reject`).
+    Opened {
+        /// The client's egress address.
+        client: ClientAddr,
+        /// The client's correlation id.
+        correlation_id: u64,
+        /// The session (new or the one it repeats; 0 when rejected).
+        id: SessionId,
+        /// Accepted or rejected.
+        code: EventCode,
+        /// Why it was rejected.
+        reject: RejectCode,
+    },
+    /// A session closed.
+    Closed {
+        /// The session.
+        id: SessionId,
+        /// Where its client was when it opened.
+        client: ClientAddr,
+        /// The last client sequence applied.
+        last_seq: u64,
+    },
+    /// A timer-event entry of generation `generation`.
+    Timer {
+        /// The timer's correlation id.
+        id: u64,
+        /// The generation the entry carries.
+        generation: u64,
+    },
+    /// A state-hash entry.
+    StateHash(StateHashPayload),
+    /// A snapshot marker: take a snapshot here.
+    SnapshotMarker,
+    /// An operator action.
+    Operator(OperatorActionPayload),
+}
+
+/// Applies the module part of the committed `frame` ending at `end` to `state` and calls
+/// `app` for its service part, with a [`Cluster`] handle whose effects land in `state`. The
+/// one definition of the exactly-once rules (module docs): the core runs it, and so does a
+/// service applying on a thread of its own ([`crate::container::remote`]) on its copy of the
+/// module state, so both copies stay equal.
+pub fn apply_entry(
+    state: &mut ModuleState,
+    rules: &ApplyRules,
+    role: Role,
+    scratch: &mut Vec<u8>,
+    frame: &Frame<'_>,
+    end: LogPosition,
+    app: &mut dyn Application,
+) -> Applied {
+    let h = frame.header;
+    let ts = h.timestamp;
+    state.cluster_time = state.cluster_time.max(ts);
+    let mut ctx = ApplyContext {
+        state,
+        limits: rules.limits,
+        member_id: rules.member_id,
+        role,
+        timestamp: ts,
+        position: end.0,
+        in_log: true,
+    };
+    match h.entry_type {
+        EntryType::Padding => Applied::Nothing,
+        EntryType::SessionMessage => {
+            let sid = h.session_id;
+            let (apply, outcome) = match ctx.state.sessions.get_mut(&sid) {
+                Some(s) if s.closing.is_none() => {
+                    if h.sequence == s.last_seq + 1 {
+                        s.last_seq = h.sequence;
+                        (true, Applied::Nothing)
+                    } else if h.sequence <= s.last_seq {
+                        (rules.apply_duplicates, Applied::Duplicate)
+                    } else {
+                        (false, Applied::Gap)
+                    }
+                }
+                _ => (false, Applied::Nothing),
+            };
+            if apply {
+                let header = Header {
+                    log_position: end.0,
+                    term: h.term.0,
+                    timestamp: ts,
+                    sequence: h.sequence,
+                };
+                app.message(&mut ctx, Some(sid), ts, frame.payload, &header);
+            }
+            outcome
+        }
+        EntryType::NewLeadershipTerm => {
+            if let Ok(p) = NewLeadershipTermPayload::decode(frame.payload) {
+                let event = LeadershipTermEvent {
+                    term: h.term.0,
+                    leader_member_id: p.leader.0,
+                    term_base_position: p.term_base_position.0,
+                    log_position: end.0,
+                    timestamp: ts,
+                };
+                app.new_leadership_term(&mut ctx, &event);
+            }
+            Applied::Nothing
+        }
+        EntryType::SessionOpen => {
+            let Ok(p) = SessionOpenPayload::decode(frame.payload) else {
+                return Applied::Nothing;
+            };
+            let correlation_id = h.sequence;
+            let existing = ctx
+                .state
+                .sessions
+                .values()
+                .find(|s| s.client == p.client && s.correlation_id == correlation_id)
+                .map(|s| s.id);
+            // The cap on sessions holds at apply too (the same on every member: `max_sessions`
+            // is part of the replicated configuration, like the reply cache limits), for opens
+            // appended before the cap was reached.
+            let (code, id, reject) = if !p.accepted {
+                (
+                    EventCode::Rejected,
+                    SessionId(0),
+                    RejectCode::Authentication,
+                )
+            } else if let Some(id) = existing {
+                (EventCode::Ok, id, RejectCode::Other(0))
+            } else if ctx.state.sessions.len() >= rules.max_sessions {
+                (
+                    EventCode::Rejected,
+                    SessionId(0),
+                    RejectCode::TooManySessions,
+                )
+            } else {
+                let id = SessionId(ctx.state.next_session_id);
+                ctx.state.next_session_id += 1;
+                ctx.state.sessions.insert(
+                    id,
+                    Session {
+                        id,
+                        client: p.client,
+                        correlation_id,
+                        principal: p.principal.to_vec(),
+                        last_seq: 0,
+                        egress_seq: 0,
+                        closing: None,
+                        replies: ReplyCache::default(),
+                    },
+                );
+                scratch.clear();
+                scratch.extend_from_slice(p.principal);
+                let session = ClientSession {
+                    id,
+                    principal: scratch,
+                };
+                app.session_open(&mut ctx, &session, ts);
+                (EventCode::Ok, id, RejectCode::Other(0))
+            };
+            Applied::Opened {
+                client: p.client,
+                correlation_id,
+                id,
+                code,
+                reject,
+            }
+        }
+        EntryType::SessionClose => {
+            let reason = decode_session_close(frame.payload).unwrap_or(CloseReason::ClientAction);
+            let Some(s) = ctx.state.sessions.remove(&h.session_id) else {
+                return Applied::Nothing;
+            };
+            let session = ClientSession {
+                id: s.id,
+                principal: &s.principal,
+            };
+            app.session_close(&mut ctx, &session, ts, reason);
+            Applied::Closed {
+                id: s.id,
+                client: s.client,
+                last_seq: s.last_seq,
+            }
+        }
+        EntryType::TimerEvent => {
+            let Ok(id) = decode_timer_event(frame.payload) else {
+                return Applied::Nothing;
+            };
+            if ctx.state.timers.fire(id, h.sequence) {
+                app.timer_event(&mut ctx, id, ts);
+            }
+            Applied::Timer {
+                id,
+                generation: h.sequence,
+            }
+        }
+        EntryType::ServiceMessage => {
+            let id = h.sequence;
+            if id > ctx.state.last_applied_service_msg_id {
+                ctx.state.last_applied_service_msg_id = id;
+                while ctx
+                    .state
+                    .pending_service
+                    .front()
+                    .is_some_and(|(p, _)| *p <= id)
+                {
+                    ctx.state.pending_service.pop_front();
+                }
+                let header = Header {
+                    log_position: end.0,
+                    term: h.term.0,
+                    timestamp: ts,
+                    sequence: id,
+                };
+                app.message(&mut ctx, None, ts, frame.payload, &header);
+            }
+            Applied::Nothing
+        }
+        // Never reaches the service: reported to the runtime, which compares the leader's hash
+        // with its own at that snapshot position.
+        EntryType::StateHash => {
+            StateHashPayload::decode(frame.payload).map_or(Applied::Nothing, Applied::StateHash)
+        }
+        EntryType::SnapshotMarker => Applied::SnapshotMarker,
+        EntryType::OperatorAction => {
+            OperatorActionPayload::decode(frame.payload).map_or(Applied::Nothing, Applied::Operator)
+        }
+    }
+}
+
+/// Whether applying an operator action takes a snapshot at its position.
+pub fn operator_takes_snapshot(action: OperatorAction) -> bool {
+    matches!(action, OperatorAction::Snapshot | OperatorAction::Shutdown)
+}
+
 impl<L: LogStore> Consensus<L> {
-    /// Applies every committed, unapplied frame, in order.
+    /// The rules [`apply_entry`] applies with on this member.
+    pub fn apply_rules(&self) -> ApplyRules {
+        ApplyRules {
+            limits: self.limits,
+            member_id: self.cfg.member_id.0,
+            max_sessions: self.cfg.max_sessions,
+            apply_duplicates: self.bugs.apply_duplicates,
+        }
+    }
+
+    /// Applies every committed, unapplied frame, in order, up to what `app` can apply now
+    /// ([`Application::apply_limit`]).
     pub(super) fn apply_committed(&mut self, app: &mut dyn Application, out: &mut Outbox) {
-        while self.applied < self.commit {
+        let limit = self.commit.min(LogPosition(app.apply_limit()));
+        let rules = self.apply_rules();
+        while self.applied < limit {
             let pos = self.applied;
             // The next frame, past any segment padding at `pos`; the store says where it ends.
             let located = self.log.next_frame(pos).unwrap_or_else(|| {
@@ -146,8 +431,8 @@ impl<L: LogStore> Consensus<L> {
                     self.cfg.member_id
                 )
             });
-            if located.position >= self.commit {
-                // Only padding lies between what was applied and the commit position.
+            if located.position >= limit {
+                // Only padding lies between what was applied and the limit.
                 break;
             }
             let (frame, end) = (located.frame, located.end);
@@ -156,204 +441,90 @@ impl<L: LogStore> Consensus<L> {
                 "commit position {} inside the frame at {pos}",
                 self.commit
             );
+            if end > limit {
+                // The application has not reached this frame yet.
+                break;
+            }
             let h = frame.header;
             let ts = h.timestamp;
-            self.state.cluster_time = self.state.cluster_time.max(ts);
             let leader = self.role == Role::Leader;
-            let mut ctx = crate::consensus::state::ApplyContext {
-                state: &mut self.state,
-                limits: self.limits,
-                member_id: self.cfg.member_id.0,
-                role: self.role,
-                timestamp: ts,
-                position: end.0,
-                in_log: true,
-            };
-            match h.entry_type {
-                EntryType::Padding => {}
-                EntryType::SessionMessage => {
-                    let sid = h.session_id;
-                    let apply = match ctx.state.sessions.get_mut(&sid) {
-                        Some(s) if s.closing.is_none() => {
-                            if h.sequence == s.last_seq + 1 {
-                                s.last_seq = h.sequence;
-                                true
-                            } else if h.sequence <= s.last_seq {
-                                self.counters.duplicates_dropped += 1;
-                                self.bugs.apply_duplicates
-                            } else {
-                                self.counters.gaps_dropped += 1;
-                                false
-                            }
-                        }
-                        _ => false,
-                    };
-                    if apply {
-                        let header = Header {
-                            log_position: end.0,
-                            term: h.term.0,
-                            timestamp: ts,
-                            sequence: h.sequence,
-                        };
-                        app.message(&mut ctx, Some(sid), ts, frame.payload, &header);
-                    }
-                }
-                EntryType::NewLeadershipTerm => {
-                    if let Ok(p) = NewLeadershipTermPayload::decode(frame.payload) {
-                        let event = LeadershipTermEvent {
-                            term: h.term.0,
-                            leader_member_id: p.leader.0,
-                            term_base_position: p.term_base_position.0,
-                            log_position: end.0,
-                            timestamp: ts,
-                        };
-                        app.new_leadership_term(&mut ctx, &event);
-                    }
-                }
-                EntryType::SessionOpen => {
-                    if let Ok(p) = SessionOpenPayload::decode(frame.payload) {
-                        let correlation_id = h.sequence;
-                        let existing = ctx
-                            .state
-                            .sessions
-                            .values()
-                            .find(|s| s.client == p.client && s.correlation_id == correlation_id)
-                            .map(|s| s.id);
-                        // The cap on sessions holds at apply too (the same on every member:
-                        // `max_sessions` is part of the replicated configuration, like the
-                        // reply cache limits), for opens appended before the cap was reached.
-                        let (code, id, reject) = if !p.accepted {
-                            (
-                                EventCode::Rejected,
-                                SessionId(0),
-                                RejectCode::Authentication,
-                            )
-                        } else if let Some(id) = existing {
-                            (EventCode::Ok, id, RejectCode::Other(0))
-                        } else if ctx.state.sessions.len() >= self.cfg.max_sessions {
-                            (
-                                EventCode::Rejected,
-                                SessionId(0),
-                                RejectCode::TooManySessions,
-                            )
+            let applied = apply_entry(
+                &mut self.state,
+                &rules,
+                self.role,
+                &mut self.scratch,
+                &frame,
+                end,
+                app,
+            );
+            match applied {
+                Applied::Nothing => {}
+                Applied::Duplicate => self.counters.duplicates_dropped += 1,
+                Applied::Gap => self.counters.gaps_dropped += 1,
+                Applied::Opened {
+                    client,
+                    correlation_id,
+                    id,
+                    code,
+                    reject,
+                } => {
+                    if leader {
+                        if code == EventCode::Ok {
+                            let now = self.now_ns;
+                            self.clients.entry(id).or_insert(LeaderSession {
+                                last_heard_ns: now,
+                                appended_seq: 0,
+                                addr: client,
+                                close_appended: false,
+                                acked_egress_seq: 0,
+                            });
                         } else {
-                            let id = SessionId(ctx.state.next_session_id);
-                            ctx.state.next_session_id += 1;
-                            ctx.state.sessions.insert(
-                                id,
-                                Session {
-                                    id,
-                                    client: p.client,
-                                    correlation_id,
-                                    principal: p.principal.to_vec(),
-                                    last_seq: 0,
-                                    egress_seq: 0,
-                                    closing: None,
-                                    replies: ReplyCache::default(),
+                            self.counters.sessions_rejected += 1;
+                        }
+                        out.send_client(
+                            client,
+                            &Egress::SessionEvent {
+                                correlation_id,
+                                session: id,
+                                code,
+                                leader: Some(self.cfg.member_id),
+                                term: self.term,
+                                value: if code == EventCode::Ok {
+                                    0
+                                } else {
+                                    reject.code()
                                 },
-                            );
-                            self.scratch.clear();
-                            self.scratch.extend_from_slice(p.principal);
-                            let session = ClientSession {
-                                id,
-                                principal: &self.scratch,
-                            };
-                            app.session_open(&mut ctx, &session, ts);
-                            (EventCode::Ok, id, RejectCode::Other(0))
-                        };
-                        if leader {
-                            if code == EventCode::Ok {
-                                let now = self.now_ns;
-                                self.clients.entry(id).or_insert(LeaderSession {
-                                    last_heard_ns: now,
-                                    appended_seq: 0,
-                                    addr: p.client,
-                                    close_appended: false,
-                                    acked_egress_seq: 0,
-                                });
-                            } else {
-                                self.counters.sessions_rejected += 1;
-                            }
-                            out.send_client(
-                                p.client,
-                                &Egress::SessionEvent {
-                                    correlation_id,
-                                    session: id,
-                                    code,
-                                    leader: Some(self.cfg.member_id),
-                                    term: self.term,
-                                    value: if code == EventCode::Ok {
-                                        0
-                                    } else {
-                                        reject.code()
-                                    },
-                                },
-                            );
-                        }
+                            },
+                        );
                     }
                 }
-                EntryType::SessionClose => {
-                    let reason =
-                        decode_session_close(frame.payload).unwrap_or(CloseReason::ClientAction);
-                    if let Some(s) = ctx.state.sessions.remove(&h.session_id) {
-                        let session = ClientSession {
-                            id: s.id,
-                            principal: &s.principal,
-                        };
-                        app.session_close(&mut ctx, &session, ts, reason);
-                        if leader {
-                            let to = self.clients.remove(&s.id).map_or(s.client, |c| c.addr);
-                            out.send_client(
-                                to,
-                                &Egress::SessionEvent {
-                                    correlation_id: 0,
-                                    session: s.id,
-                                    code: EventCode::Closed,
-                                    leader: Some(self.cfg.member_id),
-                                    term: self.term,
-                                    value: s.last_seq,
-                                },
-                            );
-                        }
+                Applied::Closed {
+                    id,
+                    client,
+                    last_seq,
+                } => {
+                    if leader {
+                        let to = self.clients.remove(&id).map_or(client, |c| c.addr);
+                        out.send_client(
+                            to,
+                            &Egress::SessionEvent {
+                                correlation_id: 0,
+                                session: id,
+                                code: EventCode::Closed,
+                                leader: Some(self.cfg.member_id),
+                                term: self.term,
+                                value: last_seq,
+                            },
+                        );
                     }
                 }
-                EntryType::TimerEvent => {
-                    if let Ok(id) = decode_timer_event(frame.payload) {
-                        if ctx.state.timers.fire(id, h.sequence) {
-                            app.timer_event(&mut ctx, id, ts);
-                        }
-                        if leader {
-                            self.timer_fires.remove(&(id, h.sequence));
-                        }
+                Applied::Timer { id, generation } => {
+                    if leader {
+                        self.timer_fires.remove(&(id, generation));
                     }
                 }
-                EntryType::ServiceMessage => {
-                    let id = h.sequence;
-                    if id > ctx.state.last_applied_service_msg_id {
-                        ctx.state.last_applied_service_msg_id = id;
-                        while ctx
-                            .state
-                            .pending_service
-                            .front()
-                            .is_some_and(|(p, _)| *p <= id)
-                        {
-                            ctx.state.pending_service.pop_front();
-                        }
-                        let header = Header {
-                            log_position: end.0,
-                            term: h.term.0,
-                            timestamp: ts,
-                            sequence: id,
-                        };
-                        app.message(&mut ctx, None, ts, frame.payload, &header);
-                    }
-                }
-                EntryType::StateHash => {
-                    // Never reaches the service: reported to the runtime, which compares the
-                    // leader's hash with its own at that snapshot position.
-                    if !self.replaying
-                        && let Ok(p) = StateHashPayload::decode(frame.payload)
-                    {
+                Applied::StateHash(p) => {
+                    if !self.replaying {
                         if self.state_hash_reports.len()
                             >= crate::consensus::core::STATE_HASH_REPORTS
                         {
@@ -362,22 +533,20 @@ impl<L: LogStore> Consensus<L> {
                         self.state_hash_reports.push_back((p.position, p.hash));
                     }
                 }
-                EntryType::SnapshotMarker => {
+                Applied::SnapshotMarker => {
                     self.applied = end;
                     self.take_snapshot(end, h.term, ts, app, out);
                     continue;
                 }
-                EntryType::OperatorAction => {
-                    if let Ok(p) = OperatorActionPayload::decode(frame.payload) {
-                        self.applied = end;
-                        self.apply_operator(p, end, h.term, ts, app, out);
-                        if self.closed {
-                            // Shutdown or abort: nothing more is applied.
-                            return;
-                        }
-                        self.after_apply(out);
-                        continue;
+                Applied::Operator(p) => {
+                    self.applied = end;
+                    self.apply_operator(p, end, h.term, ts, app, out);
+                    if self.closed {
+                        // Shutdown or abort: nothing more is applied.
+                        return;
                     }
+                    self.after_apply(out);
+                    continue;
                 }
             }
             self.applied = end;

@@ -392,7 +392,7 @@ impl<L: LogStore> Consensus<L> {
                 self.applied = snap.position;
                 self.commit = snap.position;
                 let mut ctx = self.context(snap.timestamp, snap.position, true);
-                app.start(&mut ctx, Some(parts.service));
+                app.start_from(&mut ctx, Some(parts));
             }
             None => {
                 assert_eq!(
@@ -401,7 +401,7 @@ impl<L: LogStore> Consensus<L> {
                     "a log that starts above 0 needs a snapshot"
                 );
                 let mut ctx = self.context(0, LogPosition(0), true);
-                app.start(&mut ctx, None);
+                app.start_from(&mut ctx, None);
             }
         }
         // Replay only up to the commit lower bound: beyond it the log may hold entries that were
@@ -469,6 +469,7 @@ impl<L: LogStore> Consensus<L> {
             }
             Input::Client { from, msg } => self.on_client(from, msg, app, out),
             Input::Flush => self.flush(app, out),
+            Input::Apply => self.apply_committed(app, out),
             Input::LogDurable { position, epoch } => self.on_log_durable(position, epoch, app, out),
             Input::StatePersisted { id } => self.on_state_persisted(id, app, out),
             Input::TakeSnapshot => self.on_take_snapshot_request(app, out),

@@ -31,6 +31,10 @@ pub enum Input<'a> {
     },
     /// The end of a duty cycle: send what the leader buffered (batched appends).
     Flush,
+    /// The application can apply further (a service on a thread of its own made progress,
+    /// see [`crate::consensus::Application::apply_limit`]): applies committed entries up to
+    /// its new limit.
+    Apply,
     /// Every byte of the log below `position` is durable (`position` comes from an `Appended`
     /// command of the same `epoch`; reports of an older epoch, i.e. for writes issued before a
     /// truncation, are ignored). Under `fsync = none` the runtime reports at once.

@@ -724,7 +724,7 @@ impl<L: LogStore> Consensus<L> {
         {
             let ts = snapshot.timestamp;
             let mut ctx = self.context(ts, position, true);
-            app.start(&mut ctx, Some(snapshot.parts().service));
+            app.start_from(&mut ctx, Some(snapshot.parts()));
         }
         self.latest_snapshot = Some(snapshot.clone());
         self.counters.snapshots_installed += 1;

@@ -17,6 +17,8 @@
 //!   write its state ([`ClusteredService::on_take_snapshot`]); the core stores it beside the
 //!   module state in one checksummed [`Snapshot`].
 
+pub mod remote;
+
 use tandem_service_api::{
     ClientSession, CloseReason, Cluster, ClusteredService, Header, LeadershipTermEvent, Role,
     ServiceFactory, SessionId, SnapshotImage, SnapshotWriter,
@@ -132,6 +134,8 @@ impl<F: ServiceFactory> Application for ServiceContainer<F> {
         }
     }
 }
+
+impl<F: ServiceFactory> remote::HashedApplication for ServiceContainer<F> {}
 
 /// Recovery's choice: the valid snapshot with the highest position among `candidates` (each
 /// the bytes of a stored snapshot; invalid ones, e.g. torn or corrupt, are skipped).

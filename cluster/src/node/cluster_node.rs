@@ -69,6 +69,14 @@ use super::log_store::ArchiveLogStore;
 use super::net::{NodeNetwork, client_addr, socket_addr};
 use super::network_agent::{MemberLinks, NetworkAgent, Waker};
 use super::pipe::Endpoint;
+use super::service_agent::{PipeLink, ServiceAgent, ServiceLinks};
+use crate::consensus::snapshot::SnapshotParts;
+use crate::container::remote::{
+    HashedApplication, RemoteApplication, ServiceEngine, encode_frames, forward_committed,
+};
+
+/// `dedicated`: committed bytes handed to the service agent per message, at most.
+const FORWARD_BYTES: usize = 64 << 10;
 
 /// A function computing a hash of the service's state (for cross-member comparison).
 pub type StateHash<S> = Box<dyn Fn(&S) -> u64 + Send>;
@@ -137,7 +145,7 @@ pub struct NodeStatus {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     member_id: u32,
     status: Mutex<NodeStatus>,
     running: AtomicBool,
@@ -173,6 +181,14 @@ impl Shared {
         s.running = self.running.load(Ordering::Acquire);
         s
     }
+
+    /// Publishes the state-hash hook's `hash` of the service applied up to `applied`.
+    pub(crate) fn set_state_hash(&self, applied: u64, hash: u64) {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state_hash = Some((applied, hash));
+    }
 }
 
 fn member_role(role: Role) -> MemberRole {
@@ -189,11 +205,99 @@ const SNAPSHOT_HASHES: usize = 16;
 
 /// The service container with the state-hash hook run at every snapshot the core takes, inside
 /// the apply: the hash is of the state at exactly the snapshot position.
-struct HashingApp<F: ServiceFactory> {
-    container: ServiceContainer<F>,
+pub(crate) struct HashingApp<F: ServiceFactory> {
+    pub(crate) container: ServiceContainer<F>,
     hook: Option<StateHash<F::Service>>,
     /// Hashes taken at snapshots, in the order of their `SnapshotTaken` commands.
     taken: VecDeque<u64>,
+}
+
+impl<F: ServiceFactory> HashingApp<F> {
+    /// The hook's hash of the running service, if there are both.
+    pub(crate) fn state_hash(&self) -> Option<u64> {
+        let hook = self.hook.as_ref()?;
+        self.container.service().map(hook)
+    }
+}
+
+impl<F: ServiceFactory> HashedApplication for HashingApp<F> {
+    fn take_snapshot_hash(&mut self) -> Option<u64> {
+        self.taken.pop_back()
+    }
+}
+
+/// The service as the core sees it: called in line (`shared`, `cluster`, and `dedicated`
+/// until the core has started), or on its own thread behind a [`RemoteApplication`]
+/// (`dedicated`, see [`super::service_agent`]).
+enum NodeApp<F: ServiceFactory> {
+    Inline(HashingApp<F>),
+    Remote(RemoteApplication<PipeLink<F>>),
+}
+
+impl<F: ServiceFactory> NodeApp<F> {
+    fn as_app(&mut self) -> &mut dyn Application {
+        match self {
+            Self::Inline(a) => a,
+            Self::Remote(a) => a,
+        }
+    }
+
+    /// The state hash taken with the oldest snapshot not yet matched to its command.
+    fn take_hash(&mut self) -> Option<u64> {
+        match self {
+            Self::Inline(a) => a.taken.pop_front(),
+            Self::Remote(a) => a.take_snapshot_hash(),
+        }
+    }
+
+    fn clear_hashes(&mut self) {
+        match self {
+            Self::Inline(a) => a.taken.clear(),
+            Self::Remote(a) => a.clear_snapshot_hashes(),
+        }
+    }
+}
+
+impl<F: ServiceFactory> Application for NodeApp<F> {
+    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.as_app().start(cluster, snapshot);
+    }
+    fn start_from(&mut self, cluster: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
+        self.as_app().start_from(cluster, snapshot);
+    }
+    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
+        self.as_app().session_open(c, s, t);
+    }
+    fn session_close(
+        &mut self,
+        c: &mut dyn Cluster,
+        s: &ClientSession<'_>,
+        t: i64,
+        r: CloseReason,
+    ) {
+        self.as_app().session_close(c, s, t, r);
+    }
+    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
+        self.as_app().message(c, s, t, m, h);
+    }
+    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
+        self.as_app().timer_event(c, id, t);
+    }
+    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
+        self.as_app().new_leadership_term(c, e);
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.as_app().take_snapshot(out);
+    }
+    fn role_change(&mut self, role: Role) {
+        self.as_app().role_change(role);
+    }
+    fn terminate(&mut self, c: &mut dyn Cluster) {
+        self.as_app().terminate(c);
+    }
+    fn apply_limit(&mut self) -> u64 {
+        self.as_app().apply_limit()
+    }
 }
 
 impl<F: ServiceFactory> Application for HashingApp<F> {
@@ -241,7 +345,12 @@ impl<F: ServiceFactory> Application for HashingApp<F> {
 struct Inner<F: ServiceFactory> {
     cfg: NodeConfig,
     core: Consensus<ArchiveLogStore>,
-    app: HashingApp<F>,
+    app: NodeApp<F>,
+    /// `dedicated`: the links to the service agent (the service moves there once the core
+    /// has started).
+    service: Option<Arc<ServiceLinks<F>>>,
+    /// `dedicated`: committed frames below here were handed to the service agent.
+    forwarded: LogPosition,
     /// `(snapshot position, own state hash)` for the newest snapshots taken here, oldest
     /// first (compared with the leader's `StateHash` entries).
     snapshot_hashes: VecDeque<(u64, u64)>,
@@ -416,11 +525,13 @@ impl<F: ServiceFactory> NodeAgent<F> {
         let consensus = ConsensusAgent {
             inner: Some(Inner {
                 core,
-                app: HashingApp {
+                app: NodeApp::Inline(HashingApp {
                     container: ServiceContainer::new(factory),
                     hook: hooks.state_hash,
                     taken: VecDeque::new(),
-                },
+                }),
+                service: None,
+                forwarded: LogPosition(0),
                 snapshot_hashes: VecDeque::new(),
                 files: opened.files,
                 rejoin_marker,
@@ -456,9 +567,20 @@ impl<F: ServiceFactory> NodeAgent<F> {
     }
 
     /// The member's agents, to run each on a thread of its own (`dedicated`): the network
-    /// agent and the consensus agent (which applies committed entries to the service).
-    pub fn into_parts(self) -> (NetworkAgent, ConsensusAgent<F>) {
-        (self.network, self.consensus)
+    /// agent, the consensus agent, and the service agent (the service applies committed
+    /// entries there, ahead of the core, once the consensus agent has started).
+    pub fn into_parts(mut self) -> (NetworkAgent, ConsensusAgent<F>, ServiceAgent<F>) {
+        let links = Arc::new(ServiceLinks::new());
+        if let Some(inner) = self.consensus.inner.as_mut() {
+            inner.service = Some(Arc::clone(&links));
+        }
+        let service = ServiceAgent::new(
+            self.consensus.shared.member_id,
+            links,
+            Arc::clone(&self.network.links),
+            Arc::clone(&self.consensus.shared),
+        );
+        (self.network, self.consensus, service)
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -613,7 +735,7 @@ impl<F: ServiceFactory> Inner<F> {
             self.done.clear();
         }
         // Every hash taken at a snapshot was matched to its `SnapshotTaken` above.
-        self.app.taken.clear();
+        self.app.clear_hashes();
         self.check_state_hashes();
         work
     }
@@ -650,7 +772,7 @@ impl<F: ServiceFactory> Inner<F> {
     /// A snapshot was taken at `position`: keep this member's hash there and, on the leader,
     /// have the core append it for the others to compare.
     fn snapshot_hash(&mut self, position: LogPosition) {
-        let Some(hash) = self.app.taken.pop_front() else {
+        let Some(hash) = self.app.take_hash() else {
             return;
         };
         self.snapshot_hashes.retain(|(p, _)| *p != position.0);
@@ -998,11 +1120,11 @@ impl<F: ServiceFactory> Inner<F> {
         let applied = core.applied_position().0;
         // The hash is computed before the lock is taken, which is then taken once.
         let mut hashed = None;
-        if let Some(hash) = &self.app.hook
+        if let NodeApp::Inline(app) = &self.app
             && applied != self.hashed_at
-            && let Some(service) = self.app.container.service()
+            && let Some(hash) = app.state_hash()
         {
-            hashed = Some((applied, hash(service)));
+            hashed = Some((applied, hash));
             self.hashed_at = applied;
         }
         let mut s = shared.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -1037,6 +1159,63 @@ impl<F: ServiceFactory> Inner<F> {
         }
     }
 
+    /// `dedicated`, once the core has started: hands the service, a copy of the module state
+    /// and the applied position to the service agent, which applies from then on.
+    fn hand_over_service(&mut self) {
+        let Some(links) = self.service.clone() else {
+            return;
+        };
+        let applied = self.core.applied_position();
+        let link = PipeLink::new(Arc::clone(&links), &self.links.consensus_thread);
+        let remote = NodeApp::Remote(RemoteApplication::new(link, applied.0));
+        let NodeApp::Inline(app) = std::mem::replace(&mut self.app, remote) else {
+            return;
+        };
+        let engine = ServiceEngine::new(
+            app,
+            self.core.module_state().clone(),
+            self.core.apply_rules(),
+            self.core.role(),
+            applied.0,
+        );
+        *links.handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine);
+        self.forwarded = applied;
+    }
+
+    /// `dedicated`: hands newly committed frames to the service agent and applies what it
+    /// has applied (replaying its effects on the module state; replies leave from here).
+    fn pump_service(&mut self) -> usize {
+        let NodeApp::Remote(remote) = &mut self.app else {
+            return 0;
+        };
+        // After a snapshot install the service restarted there.
+        self.forwarded = self.forwarded.max(self.core.applied_position());
+        let commit = self.core.commit_position();
+        let link = remote.link_mut();
+        let mut work = forward_committed(
+            self.core.log(),
+            &mut self.forwarded,
+            commit,
+            FORWARD_BYTES,
+            |position, frames| link.send_frames(|buf| encode_frames(buf, position, frames)),
+        );
+        remote.link_mut().wake();
+        let applied = self.core.applied_position();
+        self.core.handle(Input::Apply, &mut self.app, &mut self.out);
+        if self.core.applied_position() != applied {
+            work += 1;
+        }
+        if let NodeApp::Remote(remote) = &mut self.app
+            && let Some(what) = remote.take_error()
+        {
+            self.fail(format!(
+                "member {}: service replay: {what}",
+                self.cfg.member_id
+            ));
+        }
+        work + self.run_commands()
+    }
+
     fn cycle(&mut self, shared: &Shared) -> usize {
         if self.failed.is_some() {
             return 0;
@@ -1059,6 +1238,7 @@ impl<F: ServiceFactory> Inner<F> {
             work += self.sync_batch();
             work += self.run_commands();
         }
+        work += self.pump_service();
         work += self.poll_control();
         work += self.run_commands();
         self.complete_operator();
@@ -1066,7 +1246,9 @@ impl<F: ServiceFactory> Inner<F> {
         if std::mem::take(&mut self.sends_queued) {
             self.waker.wake(&self.links.network_thread);
         }
-        work += self.app.container.do_background_work(self.now_ns);
+        if let NodeApp::Inline(app) = &mut self.app {
+            work += app.container.do_background_work(self.now_ns);
+        }
         // Publishing costs atomics, one uncontended lock and the state hash: at most once a
         // millisecond, so the per-message path stays free of locks.
         if self.now_ns - self.last_progress_ns >= 1_000_000 {
@@ -1114,6 +1296,7 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
         let Inner { core, app, out, .. } = inner;
         core.start(0, app, out);
         inner.run_commands();
+        inner.hand_over_service();
         inner.publish(&self.shared);
         Ok(())
     }
@@ -1131,6 +1314,15 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
         if self.shared.links.network_closed.load(Ordering::Acquire) && !inner.core.is_closed() {
             inner.fail(format!(
                 "member {}: the network agent stopped",
+                inner.cfg.member_id
+            ));
+        }
+        if let NodeApp::Remote(remote) = &mut inner.app
+            && remote.link_mut().service_closed()
+            && !inner.core.is_closed()
+        {
+            inner.fail(format!(
+                "member {}: the service agent stopped",
                 inner.cfg.member_id
             ));
         }
@@ -1218,7 +1410,7 @@ impl ClusterNode {
         let member_id = config.member_id;
         let idle = config.idle.clone();
         let core = |i: usize| config.cores.as_ref().and_then(|c| c.get(i));
-        let cores = [core(0), core(1)];
+        let cores = [core(0), core(1), core(2)];
         let threading = config.threading;
         let dir = config.dir.clone();
         let agent = NodeAgent::new(config, factory, hooks)?;
@@ -1227,7 +1419,7 @@ impl ClusterNode {
         let err = |source| NodeError::Agent { member_id, source };
         let runners = match threading {
             ThreadingMode::Dedicated => {
-                let (network, consensus) = agent.into_parts();
+                let (network, consensus, service) = agent.into_parts();
                 let net_runner = AgentRunner::start(
                     network,
                     idle.clone(),
@@ -1235,15 +1427,18 @@ impl ClusterNode {
                     cores[0],
                 )
                 .map_err(err)?;
-                // On failure the network runner is dropped, which stops and joins it.
+                // On failure the runners started are dropped, which stops and joins them.
                 let cons_runner = AgentRunner::start(
                     consensus,
-                    idle,
+                    idle.clone(),
                     format!("tandem-cons-{member_id}"),
                     cores[1],
                 )
                 .map_err(err)?;
-                vec![cons_runner, net_runner]
+                let svc_runner =
+                    AgentRunner::start(service, idle, format!("tandem-svc-{member_id}"), cores[2])
+                        .map_err(err)?;
+                vec![cons_runner, svc_runner, net_runner]
             }
             ThreadingMode::Shared | ThreadingMode::Cluster => {
                 let name = agent.name.clone();

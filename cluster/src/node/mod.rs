@@ -18,6 +18,7 @@ mod log_store;
 mod net;
 mod network_agent;
 mod pipe;
+mod service_agent;
 
 pub use client::{ClientConfig, ClusterClient};
 pub use cluster_node::{
@@ -28,3 +29,4 @@ pub use error::{ClientError, NodeError, Result};
 pub use log_store::{ArchiveLogStore, LogStoreError};
 pub use net::NodeNetwork;
 pub use network_agent::NetworkAgent;
+pub use service_agent::ServiceAgent;

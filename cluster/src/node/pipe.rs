@@ -87,6 +87,18 @@ impl MessagePipe {
         true
     }
 
+    /// Producer: a free buffer to fill in place and queue with [`MessagePipe::publish`]
+    /// (`None` when every buffer is in use; not counted as a refusal).
+    pub(crate) fn acquire(&self) -> Option<Vec<u8>> {
+        self.free.pop()
+    }
+
+    /// Producer: queues a buffer taken with [`MessagePipe::acquire`].
+    pub(crate) fn publish(&self, endpoint: Endpoint, bytes: Vec<u8>) {
+        let queued = self.full.push(Message { endpoint, bytes });
+        assert!(queued.is_ok(), "pipe holds more buffers than slots");
+    }
+
     /// Consumer: the oldest queued message.
     pub(crate) fn poll(&self) -> Option<Message> {
         self.full.pop()

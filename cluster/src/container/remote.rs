@@ -1,0 +1,966 @@
+//! The service on a thread of its own (the `dedicated` threading mode, DESIGN §3): the sans-IO
+//! halves of the split, tested here on one thread and run by the node on two.
+//!
+//! The core keeps the module state and applies every committed entry as always, but the
+//! service's part of an entry (the [`Application`] calls) runs earlier, on the service's
+//! thread, inside a [`ServiceEngine`]: it gets the committed frames, applies each with the
+//! same [`apply_entry`] to its own copy of the module state, calls the service, and records
+//! what the service did through its [`Cluster`] handle (timers, replies, service messages,
+//! session closes; snapshot bytes) into a batch of *effects*. On the core's side a
+//! [`RemoteApplication`] stands in for the service: the core applies an entry only once the
+//! engine has (its [`Application::apply_limit`]), and each call replays the recorded effects
+//! onto the core's module state. Both copies of the module state go through the same steps
+//! with the same inputs, so they stay equal, and the core's state is exactly what it would be
+//! with the service called in line: the replicated outcome does not depend on the threading
+//! mode. A replayed call that is not the one recorded (a bug, never user error) stops the node
+//! with [`RemoteApplication::take_error`] rather than let the copies diverge.
+//!
+//! ```text
+//!  core (consensus thread)                      engine (service thread)
+//!  committed frames ───── ToService::Frames ──▶ apply_entry + service + recorder
+//!  role changes, terminate, restart ─────────▶  (restart: new module state and service)
+//!  apply_limit ◀──────── effect batches ─────── applied_to + recorded calls per callback
+//!  replay on its module state, reply to clients
+//! ```
+//!
+//! Wire formats (both directions, little-endian, in-process only):
+//! * to the engine: `FRAMES u8, position u64, frames…`; `ROLE u8, role u8`; `TERMINATE u8`;
+//!   `RESTART u8, position u64, timestamp i64, has_module u8, module len u32 + bytes,
+//!   has_service u8, service bytes…`;
+//! * from the engine: a batch `kind u8 (BATCH | STARTED), applied_to u64`, then groups
+//!   `callback u8, position u64, effects…, END u8`, each effect `tag u8` and its fields.
+
+use std::collections::VecDeque;
+
+use tandem_service_api::{
+    ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, OfferError, Role, SessionId,
+};
+
+use crate::CodecError;
+use crate::codec::buf::{Reader, Writer};
+use crate::codec::frame::FrameIter;
+use crate::consensus::Application;
+use crate::consensus::apply::{Applied, ApplyRules, apply_entry, operator_takes_snapshot};
+use crate::consensus::snapshot::SnapshotParts;
+use crate::consensus::state::{ApplyContext, ModuleState};
+use crate::consensus::storage::LogStore;
+use crate::consensus::types::{LogPosition, OperatorAction};
+
+// Messages to the engine.
+const TO_FRAMES: u8 = 1;
+const TO_ROLE: u8 = 2;
+const TO_TERMINATE: u8 = 3;
+const TO_RESTART: u8 = 4;
+
+// Batch kinds.
+const BATCH: u8 = 1;
+const STARTED: u8 = 2;
+/// Bytes of a batch's header (kind, applied_to).
+pub const BATCH_HEADER: usize = 9;
+
+// Callbacks.
+const CB_START: u8 = 1;
+const CB_OPEN: u8 = 2;
+const CB_CLOSE: u8 = 3;
+const CB_MESSAGE: u8 = 4;
+const CB_TIMER: u8 = 5;
+const CB_NEW_TERM: u8 = 6;
+const CB_SNAPSHOT: u8 = 7;
+
+// Effects.
+const END: u8 = 0;
+const FX_SCHEDULE: u8 = 1;
+const FX_CANCEL: u8 = 2;
+const FX_EGRESS: u8 = 3;
+const FX_OFFER: u8 = 4;
+const FX_CLOSE: u8 = 5;
+const FX_SNAPSHOT: u8 = 6;
+
+fn callback_name(code: u8) -> &'static str {
+    match code {
+        CB_START => "start",
+        CB_OPEN => "session open",
+        CB_CLOSE => "session close",
+        CB_MESSAGE => "message",
+        CB_TIMER => "timer event",
+        CB_NEW_TERM => "new leadership term",
+        CB_SNAPSHOT => "take snapshot",
+        _ => "unknown",
+    }
+}
+
+/// Encodes the message that hands committed frames (whole, contiguous, as the log holds them,
+/// the first beginning at `position`) to the engine, into `out` (cleared first).
+pub fn encode_frames(out: &mut Vec<u8>, position: LogPosition, frames: &[u8]) {
+    out.clear();
+    out.put_u8(TO_FRAMES);
+    out.put_u64(position.0);
+    out.extend_from_slice(frames);
+}
+
+/// Encodes a role change for the engine.
+pub fn encode_role(out: &mut Vec<u8>, role: Role) {
+    out.clear();
+    out.put_u8(TO_ROLE);
+    out.put_u8(role.code());
+}
+
+/// Encodes the member's termination for the engine.
+pub fn encode_terminate(out: &mut Vec<u8>) {
+    out.clear();
+    out.put_u8(TO_TERMINATE);
+}
+
+/// Encodes a restart at `position` (cluster time `timestamp`) from a snapshot's module and
+/// service parts (`None`: empty module state, new service).
+pub fn encode_restart(
+    out: &mut Vec<u8>,
+    position: u64,
+    timestamp: i64,
+    module: Option<&[u8]>,
+    service: Option<&[u8]>,
+) {
+    out.clear();
+    out.put_u8(TO_RESTART);
+    out.put_u64(position);
+    out.put_i64(timestamp);
+    out.put_bool(module.is_some());
+    out.put_var_bytes(module.unwrap_or_default());
+    out.put_bool(service.is_some());
+    out.extend_from_slice(service.unwrap_or_default());
+}
+
+/// The `applied_to` of an effect batch and whether it answers a restart.
+pub fn batch_header(batch: &[u8]) -> Result<(bool, u64), CodecError> {
+    let mut r = Reader::new(batch, "effect batch");
+    let kind = r.u8()?;
+    let applied_to = r.u64()?;
+    match kind {
+        BATCH => Ok((false, applied_to)),
+        STARTED => Ok((true, applied_to)),
+        other => Err(CodecError::Invalid {
+            what: "effect batch kind",
+            value: u64::from(other),
+        }),
+    }
+}
+
+/// A service that can report the hash of its state at the snapshot it just wrote (the node's
+/// state-hash hook; nothing by default).
+pub trait HashedApplication: Application {
+    /// The hash taken with the last [`Application::take_snapshot`], if any.
+    fn take_snapshot_hash(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+/// What [`ServiceEngine::handle`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Applied committed frames (their effects are in the batch).
+    Applied,
+    /// Passed a role change to the service.
+    Role,
+    /// Restarted: the batch was replaced by a `STARTED` batch, to be sent at once.
+    Restarted,
+    /// Terminated the service: nothing more will be applied.
+    Terminated,
+}
+
+/// The service's side: applies committed frames to its copy of the module state and to the
+/// service, and records the service's effects.
+#[derive(Debug)]
+pub struct ServiceEngine<A> {
+    app: A,
+    state: ModuleState,
+    rules: ApplyRules,
+    role: Role,
+    applied: u64,
+    scratch: Vec<u8>,
+    snapshot: Vec<u8>,
+    terminated: bool,
+}
+
+impl<A: HashedApplication> ServiceEngine<A> {
+    /// An engine that takes over `app`, already started by the core and applied up to
+    /// `applied` where the core's module state is `state`.
+    pub fn new(app: A, state: ModuleState, rules: ApplyRules, role: Role, applied: u64) -> Self {
+        let mut engine = Self {
+            app,
+            state,
+            rules,
+            role,
+            applied,
+            scratch: Vec::with_capacity(256),
+            snapshot: Vec::new(),
+            terminated: false,
+        };
+        engine.clear_transient();
+        engine
+    }
+
+    /// The service application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The service application, mutably (background work, hooks).
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// Position up to which frames were applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Its copy of the module state.
+    pub fn module_state(&self) -> &ModuleState {
+        &self.state
+    }
+
+    /// Whether the service was terminated.
+    pub fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// Handles one message from the core, recording into `batch` (a batch is started in an
+    /// empty `batch`; `Restarted` replaces its content).
+    ///
+    /// # Errors
+    /// [`CodecError`] for a malformed message (a bug in the runtime, never user input).
+    pub fn handle(&mut self, msg: &[u8], batch: &mut Vec<u8>) -> Result<Handled, CodecError> {
+        let mut r = Reader::new(msg, "service engine message");
+        match r.u8()? {
+            TO_FRAMES => {
+                let mut position = r.u64()?;
+                if batch.is_empty() {
+                    batch.put_u8(BATCH);
+                    batch.put_u64(self.applied);
+                }
+                for item in FrameIter::new(r.rest()) {
+                    let (frame, _) = item?;
+                    let end = LogPosition(position + frame.len_aligned as u64);
+                    position = end.0;
+                    if self.terminated || end.0 <= self.applied {
+                        continue;
+                    }
+                    let mut recorder = Recorder {
+                        app: &mut self.app,
+                        out: batch,
+                    };
+                    let applied = apply_entry(
+                        &mut self.state,
+                        &self.rules,
+                        self.role,
+                        &mut self.scratch,
+                        &frame,
+                        end,
+                        &mut recorder,
+                    );
+                    match applied {
+                        Applied::SnapshotMarker => self.record_snapshot(end.0, batch),
+                        Applied::Operator(p) => {
+                            match p.action {
+                                OperatorAction::Suspend => self.state.suspended = true,
+                                OperatorAction::Resume => self.state.suspended = false,
+                                _ => {}
+                            }
+                            if operator_takes_snapshot(p.action) {
+                                self.record_snapshot(end.0, batch);
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.clear_transient();
+                    self.applied = end.0;
+                }
+                set_applied_to(batch, self.applied);
+                Ok(Handled::Applied)
+            }
+            TO_ROLE => {
+                let code = r.u8()?;
+                let role = Role::from_code(code).ok_or(CodecError::Invalid {
+                    what: "role",
+                    value: u64::from(code),
+                })?;
+                self.role = role;
+                self.app.role_change(role);
+                Ok(Handled::Role)
+            }
+            TO_TERMINATE => {
+                if !self.terminated {
+                    self.terminated = true;
+                    let (ts, at) = (self.state.cluster_time, self.applied);
+                    let mut ctx = context(&mut self.state, &self.rules, self.role, ts, at, false);
+                    self.app.terminate(&mut ctx);
+                }
+                Ok(Handled::Terminated)
+            }
+            TO_RESTART => {
+                let position = r.u64()?;
+                let timestamp = r.i64()?;
+                let has_module = r.bool()?;
+                let module = r.var_bytes()?;
+                let has_service = r.bool()?;
+                let service = r.rest();
+                self.state = if has_module {
+                    ModuleState::decode(module, &self.rules.limits)?
+                } else {
+                    ModuleState::default()
+                };
+                self.applied = position;
+                self.terminated = false;
+                batch.clear();
+                batch.put_u8(STARTED);
+                batch.put_u64(position);
+                let service = has_service.then_some(service);
+                let mut ctx = context(
+                    &mut self.state,
+                    &self.rules,
+                    self.role,
+                    timestamp,
+                    position,
+                    true,
+                );
+                begin(batch, CB_START, position);
+                self.app.start(
+                    &mut RecordingCluster {
+                        inner: &mut ctx,
+                        out: batch,
+                    },
+                    service,
+                );
+                batch.put_u8(END);
+                self.clear_transient();
+                Ok(Handled::Restarted)
+            }
+            other => Err(CodecError::Invalid {
+                what: "service engine message type",
+                value: u64::from(other),
+            }),
+        }
+    }
+
+    fn record_snapshot(&mut self, position: u64, batch: &mut Vec<u8>) {
+        self.snapshot.clear();
+        self.app.take_snapshot(&mut self.snapshot);
+        let hash = self.app.take_snapshot_hash();
+        begin(batch, CB_SNAPSHOT, position);
+        batch.put_u8(FX_SNAPSHOT);
+        batch.put_bool(hash.is_some());
+        batch.put_u64(hash.unwrap_or(0));
+        batch.put_var_bytes(&self.snapshot);
+        batch.put_u8(END);
+    }
+
+    /// The core consumes these on its side; here they would only grow.
+    fn clear_transient(&mut self) {
+        self.state.new_replies.clear();
+        self.state.new_closings.clear();
+        self.state.new_service_messages = false;
+    }
+}
+
+/// The service's [`Cluster`] handle on the engine's copy of the module state.
+fn context<'a>(
+    state: &'a mut ModuleState,
+    rules: &ApplyRules,
+    role: Role,
+    timestamp: i64,
+    position: u64,
+    in_log: bool,
+) -> ApplyContext<'a> {
+    ApplyContext {
+        state,
+        limits: rules.limits,
+        member_id: rules.member_id,
+        role,
+        timestamp,
+        position,
+        in_log,
+    }
+}
+
+fn set_applied_to(batch: &mut [u8], applied_to: u64) {
+    batch[1..BATCH_HEADER].copy_from_slice(&applied_to.to_le_bytes());
+}
+
+fn begin(out: &mut Vec<u8>, callback: u8, position: u64) {
+    out.put_u8(callback);
+    out.put_u64(position);
+}
+
+/// Calls the service and records each call as a group of effects.
+struct Recorder<'a, A> {
+    app: &'a mut A,
+    out: &'a mut Vec<u8>,
+}
+
+impl<A: Application> Recorder<'_, A> {
+    fn group(
+        &mut self,
+        callback: u8,
+        cluster: &mut dyn Cluster,
+        call: impl FnOnce(&mut A, &mut dyn Cluster),
+    ) {
+        begin(self.out, callback, cluster.log_position());
+        call(
+            self.app,
+            &mut RecordingCluster {
+                inner: cluster,
+                out: self.out,
+            },
+        );
+        self.out.put_u8(END);
+    }
+}
+
+impl<A: Application> Application for Recorder<'_, A> {
+    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.group(CB_START, cluster, |a, c| a.start(c, snapshot));
+    }
+    fn session_open(&mut self, cluster: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
+        self.group(CB_OPEN, cluster, |a, c| a.session_open(c, s, t));
+    }
+    fn session_close(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        s: &ClientSession<'_>,
+        t: i64,
+        r: CloseReason,
+    ) {
+        self.group(CB_CLOSE, cluster, |a, c| a.session_close(c, s, t, r));
+    }
+    fn message(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        s: Option<SessionId>,
+        t: i64,
+        m: &[u8],
+        h: &Header,
+    ) {
+        self.group(CB_MESSAGE, cluster, |a, c| a.message(c, s, t, m, h));
+    }
+    fn timer_event(&mut self, cluster: &mut dyn Cluster, id: u64, t: i64) {
+        self.group(CB_TIMER, cluster, |a, c| a.timer_event(c, id, t));
+    }
+    fn new_leadership_term(&mut self, cluster: &mut dyn Cluster, e: &LeadershipTermEvent) {
+        self.group(CB_NEW_TERM, cluster, |a, c| a.new_leadership_term(c, e));
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        // The engine takes snapshots itself (`record_snapshot`): apply_entry never asks.
+        self.app.take_snapshot(out);
+    }
+    fn role_change(&mut self, role: Role) {
+        self.app.role_change(role);
+    }
+    fn terminate(&mut self, cluster: &mut dyn Cluster) {
+        self.app.terminate(cluster);
+    }
+}
+
+/// The service's [`Cluster`] handle on the engine's side: each call acts on the engine's
+/// module state and is recorded for the core to replay.
+struct RecordingCluster<'a> {
+    inner: &'a mut dyn Cluster,
+    out: &'a mut Vec<u8>,
+}
+
+impl Cluster for RecordingCluster<'_> {
+    fn member_id(&self) -> u32 {
+        self.inner.member_id()
+    }
+    fn role(&self) -> Role {
+        self.inner.role()
+    }
+    fn time(&self) -> i64 {
+        self.inner.time()
+    }
+    fn log_position(&self) -> u64 {
+        self.inner.log_position()
+    }
+    fn schedule_timer(&mut self, correlation_id: u64, deadline_ns: i64) {
+        self.inner.schedule_timer(correlation_id, deadline_ns);
+        self.out.put_u8(FX_SCHEDULE);
+        self.out.put_u64(correlation_id);
+        self.out.put_i64(deadline_ns);
+    }
+    fn cancel_timer(&mut self, correlation_id: u64) -> bool {
+        self.out.put_u8(FX_CANCEL);
+        self.out.put_u64(correlation_id);
+        self.inner.cancel_timer(correlation_id)
+    }
+    fn offer_egress(&mut self, session: SessionId, message: &[u8]) -> Result<(), OfferError> {
+        self.out.put_u8(FX_EGRESS);
+        self.out.put_u64(session.0);
+        self.out.put_var_bytes(message);
+        self.inner.offer_egress(session, message)
+    }
+    fn offer(&mut self, message: &[u8]) -> Result<(), OfferError> {
+        self.out.put_u8(FX_OFFER);
+        self.out.put_var_bytes(message);
+        self.inner.offer(message)
+    }
+    fn close_session(&mut self, session: SessionId) -> bool {
+        self.out.put_u8(FX_CLOSE);
+        self.out.put_u64(session.0);
+        self.inner.close_session(session)
+    }
+    fn session(&self, session: SessionId) -> Option<ClientSession<'_>> {
+        self.inner.session(session)
+    }
+    fn session_count(&self) -> usize {
+        self.inner.session_count()
+    }
+    fn for_each_session(&self, f: &mut dyn FnMut(ClientSession<'_>)) {
+        self.inner.for_each_session(f);
+    }
+}
+
+/// How the core's side reaches the engine (the node: two pipes; tests: the engine in line).
+pub trait ServiceLink {
+    /// The next effect batch from the engine, if one is ready (never blocks).
+    fn poll(&mut self) -> Option<Vec<u8>>;
+    /// Gives a batch back once read.
+    fn recycle(&mut self, batch: Vec<u8>);
+    /// Sends a message to the engine after everything sent before it (never blocks: the link
+    /// queues what the engine cannot take yet).
+    fn send(&mut self, msg: &[u8]);
+    /// Sends a restart and waits for the engine's `STARTED` batch, discarding every batch
+    /// before it (they answer frames the restart makes moot).
+    ///
+    /// # Errors
+    /// A description, when the engine does not answer in time or has stopped.
+    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// The core's side: an [`Application`] that replays what the engine recorded.
+#[derive(Debug)]
+pub struct RemoteApplication<L> {
+    link: L,
+    batches: VecDeque<Vec<u8>>,
+    /// Read offset in the front batch.
+    cursor: usize,
+    /// The engine applied everything below here (the newest batch's `applied_to`).
+    limit: u64,
+    /// State hashes of the snapshots replayed, oldest first (for the node's comparison).
+    hashes: VecDeque<u64>,
+    error: Option<String>,
+    msg: Vec<u8>,
+}
+
+impl<L: ServiceLink> RemoteApplication<L> {
+    /// Replays what the engine behind `link` records; it has applied up to `applied`.
+    pub fn new(link: L, applied: u64) -> Self {
+        Self {
+            link,
+            batches: VecDeque::new(),
+            cursor: 0,
+            limit: applied,
+            hashes: VecDeque::new(),
+            error: None,
+            msg: Vec::with_capacity(64),
+        }
+    }
+
+    /// The link to the engine.
+    pub fn link(&self) -> &L {
+        &self.link
+    }
+
+    /// The link to the engine, mutably.
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    /// The engine applied everything below here.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The hash taken with the oldest snapshot replayed and not yet taken.
+    pub fn take_snapshot_hash(&mut self) -> Option<u64> {
+        self.hashes.pop_front()
+    }
+
+    /// Forgets the hashes not taken.
+    pub fn clear_snapshot_hashes(&mut self) {
+        self.hashes.clear();
+    }
+
+    /// Why the replay failed (once): the node must stop, its module state can no longer be
+    /// trusted to match the service's.
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error.take()
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.error.is_none() {
+            self.error = Some(what);
+        }
+    }
+
+    fn receive(&mut self) {
+        while let Some(batch) = self.link.poll() {
+            match batch_header(&batch) {
+                Ok((false, applied_to)) => {
+                    self.limit = self.limit.max(applied_to);
+                    if self.batches.is_empty() {
+                        self.cursor = BATCH_HEADER;
+                    }
+                    self.batches.push_back(batch);
+                }
+                Ok((true, _)) => {
+                    self.fail("the service engine restarted unasked".into());
+                    self.link.recycle(batch);
+                }
+                Err(e) => {
+                    self.fail(format!("effect batch: {e}"));
+                    self.link.recycle(batch);
+                }
+            }
+        }
+    }
+
+    /// The front batch, past every batch read to its end (given back).
+    fn front(&mut self) -> Option<&[u8]> {
+        while let Some(b) = self.batches.front() {
+            if self.cursor < b.len() {
+                break;
+            }
+            let done = self.batches.pop_front().expect("front exists");
+            self.link.recycle(done);
+            self.cursor = BATCH_HEADER;
+        }
+        let cursor = self.cursor;
+        self.batches.front().map(|b| &b[cursor..])
+    }
+
+    /// Replays the group recorded for `callback` at `position` (`None`: not checked) onto
+    /// `cluster`; a snapshot group's bytes go to `snapshot`.
+    fn replay(
+        &mut self,
+        callback: u8,
+        position: Option<u64>,
+        cluster: Option<&mut dyn Cluster>,
+        snapshot: Option<&mut Vec<u8>>,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(bytes) = self.front() else {
+            self.fail(format!(
+                "no recorded {} to replay (the core ran ahead of the service engine)",
+                callback_name(callback)
+            ));
+            return;
+        };
+        let mut r = Reader::new(bytes, "effect group");
+        match replay_group(&mut r, callback, position, cluster, snapshot) {
+            Ok(hash) => {
+                let read = bytes.len() - r.rest().len();
+                self.cursor += read;
+                if let Some(h) = hash {
+                    self.hashes.push_back(h);
+                }
+            }
+            Err(what) => self.fail(what),
+        }
+    }
+
+    fn restart_from(
+        &mut self,
+        cluster: &mut dyn Cluster,
+        module: Option<&[u8]>,
+        service: Option<&[u8]>,
+    ) {
+        let position = cluster.log_position();
+        let mut msg = std::mem::take(&mut self.msg);
+        encode_restart(&mut msg, position, cluster.time(), module, service);
+        for b in self.batches.drain(..) {
+            self.link.recycle(b);
+        }
+        let result = self.link.restart(&msg);
+        self.msg = msg;
+        match result {
+            Ok(batch) => match batch_header(&batch) {
+                Ok((true, applied_to)) => {
+                    self.limit = applied_to;
+                    self.cursor = BATCH_HEADER;
+                    self.batches.push_back(batch);
+                    self.replay(CB_START, Some(position), Some(cluster), None);
+                }
+                _ => {
+                    self.link.recycle(batch);
+                    self.fail("the service engine answered a restart with no start".into());
+                }
+            },
+            Err(what) => self.fail(format!("service restart: {what}")),
+        }
+    }
+}
+
+/// Reads one group and replays it; returns a snapshot's hash.
+fn replay_group(
+    r: &mut Reader<'_>,
+    callback: u8,
+    position: Option<u64>,
+    mut cluster: Option<&mut dyn Cluster>,
+    mut snapshot: Option<&mut Vec<u8>>,
+) -> Result<Option<u64>, String> {
+    let codec = |e: CodecError| format!("effect group: {e}");
+    let recorded = r.u8().map_err(codec)?;
+    let at = r.u64().map_err(codec)?;
+    if recorded != callback || position.is_some_and(|p| p != at) {
+        return Err(format!(
+            "the core applies {} at {} but the service engine recorded {} at {at}",
+            callback_name(callback),
+            position.map_or_else(|| "?".into(), |p| p.to_string()),
+            callback_name(recorded)
+        ));
+    }
+    let mut hash = None;
+    loop {
+        let tag = r.u8().map_err(codec)?;
+        match tag {
+            END => return Ok(hash),
+            FX_SNAPSHOT => {
+                let has = r.bool().map_err(codec)?;
+                let h = r.u64().map_err(codec)?;
+                let bytes = r.var_bytes().map_err(codec)?;
+                hash = has.then_some(h);
+                if let Some(out) = snapshot.as_deref_mut() {
+                    out.extend_from_slice(bytes);
+                }
+            }
+            _ => {
+                let Some(c) = cluster.as_deref_mut() else {
+                    return Err(format!(
+                        "effect {tag} recorded where the core has no cluster handle"
+                    ));
+                };
+                match tag {
+                    FX_SCHEDULE => {
+                        let id = r.u64().map_err(codec)?;
+                        let deadline = r.i64().map_err(codec)?;
+                        c.schedule_timer(id, deadline);
+                    }
+                    FX_CANCEL => {
+                        c.cancel_timer(r.u64().map_err(codec)?);
+                    }
+                    FX_EGRESS => {
+                        let session = SessionId(r.u64().map_err(codec)?);
+                        let message = r.var_bytes().map_err(codec)?;
+                        let _ = c.offer_egress(session, message);
+                    }
+                    FX_OFFER => {
+                        let _ = c.offer(r.var_bytes().map_err(codec)?);
+                    }
+                    FX_CLOSE => {
+                        c.close_session(SessionId(r.u64().map_err(codec)?));
+                    }
+                    other => return Err(format!("unknown effect {other}")),
+                }
+            }
+        }
+    }
+}
+
+impl<L: ServiceLink> Application for RemoteApplication<L> {
+    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.restart_from(cluster, None, snapshot);
+    }
+    fn start_from(&mut self, cluster: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
+        match snapshot {
+            Some(p) => self.restart_from(cluster, Some(p.module), Some(p.service)),
+            None => self.restart_from(cluster, None, None),
+        }
+    }
+    fn session_open(&mut self, c: &mut dyn Cluster, _: &ClientSession<'_>, _: i64) {
+        let at = c.log_position();
+        self.replay(CB_OPEN, Some(at), Some(c), None);
+    }
+    fn session_close(
+        &mut self,
+        c: &mut dyn Cluster,
+        _: &ClientSession<'_>,
+        _: i64,
+        _: CloseReason,
+    ) {
+        let at = c.log_position();
+        self.replay(CB_CLOSE, Some(at), Some(c), None);
+    }
+    fn message(&mut self, c: &mut dyn Cluster, _: Option<SessionId>, _: i64, _: &[u8], _: &Header) {
+        let at = c.log_position();
+        self.replay(CB_MESSAGE, Some(at), Some(c), None);
+    }
+    fn timer_event(&mut self, c: &mut dyn Cluster, _: u64, _: i64) {
+        let at = c.log_position();
+        self.replay(CB_TIMER, Some(at), Some(c), None);
+    }
+    fn new_leadership_term(&mut self, c: &mut dyn Cluster, _: &LeadershipTermEvent) {
+        let at = c.log_position();
+        self.replay(CB_NEW_TERM, Some(at), Some(c), None);
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.replay(CB_SNAPSHOT, None, None, Some(out));
+    }
+    fn role_change(&mut self, role: Role) {
+        let mut msg = std::mem::take(&mut self.msg);
+        encode_role(&mut msg, role);
+        self.link.send(&msg);
+        self.msg = msg;
+    }
+    fn terminate(&mut self, _: &mut dyn Cluster) {
+        let mut msg = std::mem::take(&mut self.msg);
+        encode_terminate(&mut msg);
+        self.link.send(&msg);
+        self.msg = msg;
+    }
+    fn apply_limit(&mut self) -> u64 {
+        self.receive();
+        if self.error.is_some() {
+            // Nothing more is applied once the replay failed.
+            return 0;
+        }
+        self.limit
+    }
+}
+
+/// The end of the last whole frame of `frames` (beginning at `position`) that ends at or
+/// before `limit`, and the bytes up to it: what may be handed to the engine when the log holds
+/// frames beyond the commit position.
+pub fn committed_prefix(
+    position: LogPosition,
+    frames: &[u8],
+    limit: LogPosition,
+) -> (LogPosition, usize) {
+    let mut end = position;
+    let mut len = 0;
+    for item in FrameIter::new(frames) {
+        let Ok((frame, _)) = item else {
+            break;
+        };
+        let next = end.advance(frame.len_aligned as u64);
+        if next > limit {
+            break;
+        }
+        end = next;
+        len += frame.len_aligned;
+    }
+    (end, len)
+}
+
+/// Hands the committed frames of `log` from `*forwarded` up to `commit` to `send` (which
+/// encodes them with [`encode_frames`] and returns false when the engine cannot take more
+/// now), at most `max_bytes` per message; advances `*forwarded`. Returns the messages sent.
+pub fn forward_committed<S: LogStore + ?Sized>(
+    log: &S,
+    forwarded: &mut LogPosition,
+    commit: LogPosition,
+    max_bytes: usize,
+    mut send: impl FnMut(LogPosition, &[u8]) -> bool,
+) -> usize {
+    let mut sent = 0;
+    while *forwarded < commit {
+        let run = log.read_frames(*forwarded, max_bytes, usize::MAX);
+        let (end, len) = committed_prefix(run.position, run.bytes, commit);
+        if len == 0 || !send(run.position, &run.bytes[..len]) {
+            break;
+        }
+        *forwarded = end;
+        sent += 1;
+    }
+    sent
+}
+
+/// A [`ServiceLink`] with the engine on the caller's thread: every message is handled when
+/// sent. For deterministic tests of the split (the test kit's remote mode) and tools.
+#[derive(Debug)]
+pub struct InlineLink<A> {
+    engine: ServiceEngine<A>,
+    ready: VecDeque<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    /// Committed frames below here were handed to the engine.
+    pub forwarded: LogPosition,
+    error: Option<String>,
+}
+
+impl<A: HashedApplication> InlineLink<A> {
+    /// A link to `engine`, which has applied everything below `forwarded`.
+    pub fn new(engine: ServiceEngine<A>) -> Self {
+        let forwarded = LogPosition(engine.applied());
+        Self {
+            engine,
+            ready: VecDeque::new(),
+            spare: Vec::new(),
+            forwarded,
+            error: None,
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &ServiceEngine<A> {
+        &self.engine
+    }
+
+    /// Hands the engine the committed frames of `log` it has not had, up to `commit` (from
+    /// `applied` on, after a snapshot install moved the core past what was forwarded).
+    pub fn forward<S: LogStore + ?Sized>(
+        &mut self,
+        log: &S,
+        applied: LogPosition,
+        commit: LogPosition,
+    ) {
+        let mut forwarded = self.forwarded.max(applied);
+        let mut msg = Vec::new();
+        forward_committed(log, &mut forwarded, commit, 64 << 10, |position, frames| {
+            encode_frames(&mut msg, position, frames);
+            self.send(&msg);
+            true
+        });
+        self.forwarded = forwarded;
+    }
+
+    fn handle(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        let mut batch = self.spare.pop().unwrap_or_default();
+        batch.clear();
+        match self.engine.handle(msg, &mut batch) {
+            Ok(_) if !batch.is_empty() => Some(batch),
+            Ok(_) => {
+                self.spare.push(batch);
+                None
+            }
+            Err(e) => {
+                self.error.get_or_insert(format!("engine input: {e}"));
+                self.spare.push(batch);
+                None
+            }
+        }
+    }
+
+    /// The first malformed message the engine was sent, if any.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+impl<A: HashedApplication> ServiceLink for InlineLink<A> {
+    fn poll(&mut self) -> Option<Vec<u8>> {
+        self.ready.pop_front()
+    }
+    fn recycle(&mut self, batch: Vec<u8>) {
+        self.spare.push(batch);
+    }
+    fn send(&mut self, msg: &[u8]) {
+        if let Some(batch) = self.handle(msg) {
+            self.ready.push_back(batch);
+        }
+    }
+    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        self.spare.extend(self.ready.drain(..));
+        self.handle(msg)
+            .ok_or_else(|| "the engine did not answer the restart".to_owned())
+    }
+}
