@@ -4,7 +4,7 @@ use tandem_cluster::codec::client::{Egress, EventCode, Ingress};
 use tandem_cluster::consensus::{
     Command, ElectionState, Input, LogPosition, LogStore, MemberId, SessionId,
 };
-use tandem_cluster::testkit::TestCluster;
+use tandem_cluster::testkit::{ServiceMode, TestCluster};
 use tandem_service_api::{CloseReason, Role};
 
 fn decode_all(msgs: &[Vec<u8>]) -> Vec<Egress<'_>> {
@@ -25,9 +25,8 @@ fn send(c: &mut TestCluster, client: u64, to: u32, session: SessionId, seq: u64,
     );
 }
 
-#[test]
-fn elects_exactly_one_leader_that_all_follow() {
-    let mut c = TestCluster::new(3);
+fn elects_exactly_one_leader_that_all_follow(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     c.run_for(500_000_000);
     assert_eq!(c.leader(), Some(leader), "a stable leader keeps leading");
@@ -54,9 +53,8 @@ fn elects_exactly_one_leader_that_all_follow() {
     }
 }
 
-#[test]
-fn replicates_commits_and_applies_in_order_on_every_member() {
-    let mut c = TestCluster::new(3);
+fn replicates_commits_and_applies_in_order_on_every_member(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     for seq in 1..=200u64 {
@@ -88,9 +86,8 @@ fn replicates_commits_and_applies_in_order_on_every_member() {
     assert_eq!(got, (1..=200).collect::<Vec<_>>());
 }
 
-#[test]
-fn a_retried_message_is_applied_once_and_answered_from_the_cache() {
-    let mut c = TestCluster::new(3);
+fn a_retried_message_is_applied_once_and_answered_from_the_cache(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     send(&mut c, 1, leader, s, 1, b"hello");
@@ -141,9 +138,8 @@ fn a_retried_message_is_applied_once_and_answered_from_the_cache() {
     ));
 }
 
-#[test]
-fn a_client_reattaches_to_its_session_after_failover() {
-    let mut c = TestCluster::new(3);
+fn a_client_reattaches_to_its_session_after_failover(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let old = c.await_leader();
     let s = c.connect(1);
     for seq in 1..=3 {
@@ -211,9 +207,8 @@ fn a_client_reattaches_to_its_session_after_failover() {
     c.check_consistency();
 }
 
-#[test]
-fn an_isolated_leader_truncates_its_uncommitted_suffix() {
-    let mut c = TestCluster::new(3);
+fn an_isolated_leader_truncates_its_uncommitted_suffix(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let old = c.await_leader();
     let s = c.connect(1);
     send(&mut c, 1, old, s, 1, b"committed");
@@ -259,9 +254,8 @@ fn an_isolated_leader_truncates_its_uncommitted_suffix() {
     c.check_consistency();
 }
 
-#[test]
-fn a_member_behind_the_log_start_installs_a_snapshot() {
-    let mut c = TestCluster::new(3);
+fn a_member_behind_the_log_start_installs_a_snapshot(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     let lagger = (leader + 1) % 3;
@@ -309,9 +303,8 @@ fn a_member_behind_the_log_start_installs_a_snapshot() {
     c.check_consistency();
 }
 
-#[test]
-fn timers_fire_through_the_log_once_everywhere_and_survive_snapshots() {
-    let mut c = TestCluster::new(3);
+fn timers_fire_through_the_log_once_everywhere_and_survive_snapshots(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     let timer = |id: u64, delay_ns: i64| {
@@ -354,9 +347,8 @@ fn timers_fire_through_the_log_once_everywhere_and_survive_snapshots() {
     c.check_consistency();
 }
 
-#[test]
-fn a_wiped_member_rejoins_as_a_learner_and_is_promoted() {
-    let mut c = TestCluster::new(3);
+fn a_wiped_member_rejoins_as_a_learner_and_is_promoted(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     for seq in 1..=20 {
@@ -383,9 +375,8 @@ fn a_wiped_member_rejoins_as_a_learner_and_is_promoted() {
     c.check_consistency();
 }
 
-#[test]
-fn a_stopped_leader_hands_over_to_the_most_up_to_date_follower() {
-    let mut c = TestCluster::new(3);
+fn a_stopped_leader_hands_over_to_the_most_up_to_date_follower(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let old = c.await_leader();
     let term = c.core(old).term();
     c.input(old, Input::Stop);
@@ -400,9 +391,8 @@ fn a_stopped_leader_hands_over_to_the_most_up_to_date_follower() {
     );
 }
 
-#[test]
-fn a_silent_session_is_closed_through_the_log() {
-    let mut c = TestCluster::new(3);
+fn a_silent_session_is_closed_through_the_log(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     c.run_for(1_200_000_000);
@@ -421,9 +411,8 @@ fn a_silent_session_is_closed_through_the_log() {
     let _ = leader;
 }
 
-#[test]
-fn keep_alives_keep_a_session_open_and_services_can_close_it() {
-    let mut c = TestCluster::new(3);
+fn keep_alives_keep_a_session_open_and_services_can_close_it(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     for _ in 0..15 {
@@ -439,9 +428,8 @@ fn keep_alives_keep_a_session_open_and_services_can_close_it() {
     }
 }
 
-#[test]
-fn service_messages_are_delivered_once_through_the_log() {
-    let mut c = TestCluster::new(3);
+fn service_messages_are_delivered_once_through_the_log(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     send(&mut c, 1, leader, s, 1, b"Sping");
@@ -459,9 +447,8 @@ fn service_messages_are_delivered_once_through_the_log() {
     }
 }
 
-#[test]
-fn recovery_replays_up_to_the_commit_lower_bound_only() {
-    let mut c = TestCluster::new(3);
+fn recovery_replays_up_to_the_commit_lower_bound_only(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(1);
     for seq in 1..=10 {
@@ -484,3 +471,39 @@ fn recovery_replays_up_to_the_commit_lower_bound_only() {
     c.run_for(200_000_000);
     assert_eq!(c.service(f).applied.len(), 10);
 }
+
+/// Every scenario runs with the service called in line by the core, and split as in the
+/// `dedicated` threading mode (the service applies on its side, the core replays its effects;
+/// the test kit checks the two copies of the module state stay equal).
+macro_rules! in_both_service_modes {
+    ($($name:ident),* $(,)?) => {
+        mod inline {
+            $(#[test]
+            fn $name() {
+                super::$name(super::ServiceMode::Inline);
+            })*
+        }
+        mod remote {
+            $(#[test]
+            fn $name() {
+                super::$name(super::ServiceMode::Remote);
+            })*
+        }
+    };
+}
+
+in_both_service_modes!(
+    elects_exactly_one_leader_that_all_follow,
+    replicates_commits_and_applies_in_order_on_every_member,
+    a_retried_message_is_applied_once_and_answered_from_the_cache,
+    a_client_reattaches_to_its_session_after_failover,
+    an_isolated_leader_truncates_its_uncommitted_suffix,
+    a_member_behind_the_log_start_installs_a_snapshot,
+    timers_fire_through_the_log_once_everywhere_and_survive_snapshots,
+    a_wiped_member_rejoins_as_a_learner_and_is_promoted,
+    a_stopped_leader_hands_over_to_the_most_up_to_date_follower,
+    a_silent_session_is_closed_through_the_log,
+    keep_alives_keep_a_session_open_and_services_can_close_it,
+    service_messages_are_delivered_once_through_the_log,
+    recovery_replays_up_to_the_commit_lower_bound_only,
+);

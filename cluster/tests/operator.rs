@@ -7,7 +7,7 @@ use tandem_cluster::codec::frame::EntryType;
 use tandem_cluster::consensus::{
     Command, Input, LogPosition, LogStore, OperatorAction, OperatorDone, SessionId,
 };
-use tandem_cluster::testkit::TestCluster;
+use tandem_cluster::testkit::{ServiceMode, TestCluster};
 
 const MS: i64 = 1_000_000;
 
@@ -83,9 +83,10 @@ fn busy_or_applied(c: &mut TestCluster, client: u64) -> (bool, bool) {
     (busy, reply)
 }
 
-#[test]
-fn a_snapshot_requested_on_a_follower_is_taken_by_every_member_at_the_same_position() {
-    let mut c = TestCluster::new(3);
+fn a_snapshot_requested_on_a_follower_is_taken_by_every_member_at_the_same_position(
+    mode: ServiceMode,
+) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(100);
     send(&mut c, 100, leader, s, 1, b"before");
@@ -119,9 +120,8 @@ fn a_snapshot_requested_on_a_follower_is_taken_by_every_member_at_the_same_posit
     c.check_consistency();
 }
 
-#[test]
-fn a_request_made_before_a_leader_is_known_is_forwarded_once_one_is() {
-    let mut c = TestCluster::new(3);
+fn a_request_made_before_a_leader_is_known_is_forwarded_once_one_is(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let f = follower_of(&c, leader);
     // Cut the follower off: it loses the leader and cannot reach anyone.
@@ -158,9 +158,8 @@ fn a_request_made_before_a_leader_is_known_is_forwarded_once_one_is() {
     }
 }
 
-#[test]
-fn suspend_holds_new_client_messages_until_resume() {
-    let mut c = TestCluster::new(3);
+fn suspend_holds_new_client_messages_until_resume(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(100);
     send(&mut c, 100, leader, s, 1, b"one");
@@ -222,9 +221,8 @@ fn suspend_holds_new_client_messages_until_resume() {
     c.check_consistency();
 }
 
-#[test]
-fn timers_wait_while_suspended_and_a_new_leader_stays_suspended() {
-    let mut c = TestCluster::new(3);
+fn timers_wait_while_suspended_and_a_new_leader_stays_suspended(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(100);
     // Schedule timer 9 at +100 ms.
@@ -273,9 +271,8 @@ fn terminated_after_snapshot(c: &TestCluster, i: u32) -> bool {
     matches!((snap, term), (Some(s), Some(t)) if s < t)
 }
 
-#[test]
-fn shutdown_on_a_follower_snapshots_then_terminates_every_member() {
-    let mut c = TestCluster::new(3);
+fn shutdown_on_a_follower_snapshots_then_terminates_every_member(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let s = c.connect(100);
     send(&mut c, 100, leader, s, 1, b"one");
@@ -317,9 +314,10 @@ fn shutdown_on_a_follower_snapshots_then_terminates_every_member() {
     }
 }
 
-#[test]
-fn abort_terminates_every_member_without_a_snapshot_and_a_restart_does_not_abort_again() {
-    let mut c = TestCluster::new(3);
+fn abort_terminates_every_member_without_a_snapshot_and_a_restart_does_not_abort_again(
+    mode: ServiceMode,
+) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let f = follower_of(&c, leader);
     operate(&mut c, f, OperatorAction::Abort, 4);
@@ -347,9 +345,8 @@ fn abort_terminates_every_member_without_a_snapshot_and_a_restart_does_not_abort
     }
 }
 
-#[test]
-fn a_repeated_request_is_appended_once_per_leader_term() {
-    let mut c = TestCluster::new(3);
+fn a_repeated_request_is_appended_once_per_leader_term(mode: ServiceMode) {
+    let mut c = TestCluster::in_mode(3, mode);
     let leader = c.await_leader();
     let f = follower_of(&c, leader);
     // The leader hears the follower's request, but the follower is cut off before the entry
@@ -373,3 +370,33 @@ fn a_repeated_request_is_appended_once_per_leader_term() {
         assert!(c.core(i).module_state().is_suspended());
     }
 }
+
+/// Every scenario runs with the service called in line by the core, and split as in the
+/// `dedicated` threading mode (the service applies on its side, the core replays its effects;
+/// the test kit checks the two copies of the module state stay equal).
+macro_rules! in_both_service_modes {
+    ($($name:ident),* $(,)?) => {
+        mod inline {
+            $(#[test]
+            fn $name() {
+                super::$name(super::ServiceMode::Inline);
+            })*
+        }
+        mod remote {
+            $(#[test]
+            fn $name() {
+                super::$name(super::ServiceMode::Remote);
+            })*
+        }
+    };
+}
+
+in_both_service_modes!(
+    a_snapshot_requested_on_a_follower_is_taken_by_every_member_at_the_same_position,
+    a_request_made_before_a_leader_is_known_is_forwarded_once_one_is,
+    suspend_holds_new_client_messages_until_resume,
+    timers_wait_while_suspended_and_a_new_leader_stays_suspended,
+    shutdown_on_a_follower_snapshots_then_terminates_every_member,
+    abort_terminates_every_member_without_a_snapshot_and_a_restart_does_not_abort_again,
+    a_repeated_request_is_appended_once_per_leader_term,
+);
