@@ -1,7 +1,8 @@
 //! A member restarted with an EMPTY directory after the others snapshotted and purged their
 //! logs: it starts as a learner (no vote), receives the leader's snapshot (install-snapshot)
 //! and the log after it, and ends with the same service state. Snapshot and purge are asked
-//! for through the control toggle, as `cluster-tool` does.
+//! for through the control toggle, as `cluster-tool` does. Run in the `shared` threading mode
+//! and in `dedicated` (where the service restarts from the snapshot on its own thread).
 
 #[path = "node_common/mod.rs"]
 mod common;
@@ -9,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use tandem_cluster::agent::ThreadingMode;
 use tandem_cluster::control::{Action, ResultCode};
 use tandem_cluster::node::{ClientConfig, ClusterClient, ClusterNode};
 use tandem_service_api::Role;
@@ -36,11 +38,21 @@ fn send(client: &mut ClusterClient, from: u64, n: u64) {
 
 #[test]
 fn wiped_member_catches_up_by_install_snapshot_without_voting() {
+    wiped_member_catches_up(ThreadingMode::Shared);
+}
+
+#[test]
+fn wiped_member_catches_up_by_install_snapshot_with_the_service_on_its_own_thread() {
+    wiped_member_catches_up(ThreadingMode::Dedicated);
+}
+
+fn wiped_member_catches_up(threading: ThreadingMode) {
     let root = tempfile::tempdir().unwrap();
     let members = free_members(3);
     let cfg = |i: u32| {
         let mut c = config(i, &members, root.path());
         c.retained_snapshots = 1;
+        c.threading = threading;
         c
     };
     let mut nodes: Vec<Option<ClusterNode>> = (0..3)
