@@ -27,12 +27,13 @@
 //! * `shared`: one [`AgentRunner`] thread per member (`tandem-node-ID`) runs the member's
 //!   [`NodeAgent`] (network agent, then consensus agent, each cycle) with the configured idle
 //!   strategy, pinned to the first of the configured cores if any.
-//! * `dedicated`: the network agent and the consensus agent each on their own thread
-//!   (`tandem-net-ID`, `tandem-cons-ID`), pinned to the first and second configured cores
-//!   (`--cores` lists them in the order network, consensus), each with the configured idle
-//!   strategy (`spin` for the lowest latency on a machine with cores to spare). The service
-//!   is still applied on the consensus thread, inside the core's apply (its `Cluster`
-//!   callbacks act on the replicated module state synchronously).
+//! * `dedicated`: the network, consensus and service agents each on their own thread
+//!   (`tandem-net-ID`, `tandem-cons-ID`, `tandem-svc-ID`), pinned to the first, second and
+//!   third configured cores (`--cores` lists them in that order), each with the configured
+//!   idle strategy (`spin` for the lowest latency on a machine with cores to spare). The
+//!   service applies committed entries on its thread, ahead of the core, and the core replays
+//!   the effects it recorded ([`crate::container::remote`], [`super::service_agent`]); until
+//!   the core has started (recovery's replay) the service is called in line.
 //! * `cluster`: [`InProcessCluster`] runs every member's [`NodeAgent`] in one
 //!   [`CompositeAgent`] on one thread over an [`InProcHub`].
 
@@ -1361,8 +1362,8 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
 
 /// A running member: its agents on their threads (per [`NodeConfig::threading`]: `shared`,
 /// one thread `tandem-node-ID` running the network and consensus agents; `dedicated`,
-/// `tandem-net-ID` and `tandem-cons-ID`, pinned to the first and second of
-/// [`NodeConfig::cores`] when given). Dropping it stops and joins every thread (without
+/// `tandem-net-ID`, `tandem-cons-ID` and `tandem-svc-ID`, pinned to the first, second and
+/// third of [`NodeConfig::cores`] when given). Dropping it stops and joins every thread (without
 /// handing over leadership: a crash as far as the cluster can tell); use
 /// [`ClusterNode::stop`] for a graceful stop.
 #[derive(Debug)]

@@ -53,8 +53,9 @@ pub struct NodeConfig {
     /// How agents map onto threads.
     pub threading: ThreadingMode,
     /// Cores to pin agent threads to, taken in order: `shared`, the member's thread takes
-    /// the first; `dedicated`, the network agent's thread the first and the consensus
-    /// agent's the second (a thread with no core in the list is not pinned).
+    /// the first; `dedicated`, the network agent's thread the first, the consensus agent's
+    /// the second and the service agent's the third (a thread with no core in the list is
+    /// not pinned).
     pub cores: Option<CoreList>,
     /// UDP path.
     pub io: IoMode,
