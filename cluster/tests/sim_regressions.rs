@@ -40,3 +40,21 @@ fn same_seed_same_trace() {
         assert_eq!(a.passed(), b.passed());
     }
 }
+
+/// The service split as in the `dedicated` threading mode (engine applies and records, core
+/// replays) passes every check the in-line service does, under the same faults, and is as
+/// deterministic. (`.ci/run` runs more seeds with `tandem-sim --service remote`.)
+#[test]
+fn the_split_service_passes_every_check_and_is_deterministic() {
+    let opts = SimOptions {
+        remote_service: true,
+        ..SimOptions::default()
+    };
+    for seed in 0..25 {
+        let outcome = run_seed(seed, &opts);
+        assert!(outcome.passed(), "seed {seed}: {:?}", outcome.violation);
+    }
+    let a = run_seed(592, &opts);
+    let b = run_seed(592, &opts);
+    assert_eq!(a.trace_hash, b.trace_hash);
+}

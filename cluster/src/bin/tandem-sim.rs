@@ -28,6 +28,11 @@ struct Args {
     /// when tandem-cluster is built with the `bugs` feature.
     #[arg(long = "bug", value_parser = parse_bug)]
     bugs: Vec<String>,
+    /// How members run their service: `inline` (called by the core, as in the `shared` and
+    /// `cluster` threading modes) or `remote` (split as in `dedicated`: a service engine
+    /// applies and records its effects, the core replays them).
+    #[arg(long, default_value = "inline", value_parser = ["inline", "remote"])]
+    service: String,
 }
 
 /// The deliberate bugs, by flag name.
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
     let opts = SimOptions {
         cluster_size: args.cluster_size,
         bugs,
+        remote_service: args.service == "remote",
         ..SimOptions::default()
     };
     let started = Instant::now();

@@ -905,6 +905,11 @@ impl<A: HashedApplication> InlineLink<A> {
         &self.engine
     }
 
+    /// The engine, mutably.
+    pub fn engine_mut(&mut self) -> &mut ServiceEngine<A> {
+        &mut self.engine
+    }
+
     /// Hands the engine the committed frames of `log` it has not had, up to `commit` (from
     /// `applied` on, after a snapshot install moved the core past what was forwarded).
     pub fn forward<S: LogStore + ?Sized>(

@@ -43,6 +43,10 @@ pub struct SimOptions {
     pub ops_per_client: u32,
     /// Deliberate core bugs to switch on (honoured only with tandem-cluster's `bugs` feature).
     pub bugs: BugFlags,
+    /// Run every member's service split as in the `dedicated` threading mode: a service
+    /// engine applies committed frames and records the service's effects, the core replays
+    /// them ([`crate::container::remote`]); the engine is run after every input.
+    pub remote_service: bool,
 }
 
 impl Default for SimOptions {
@@ -52,6 +56,7 @@ impl Default for SimOptions {
             clients: 3,
             ops_per_client: 40,
             bugs: BugFlags::default(),
+            remote_service: false,
         }
     }
 }

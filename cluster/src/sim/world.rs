@@ -13,7 +13,7 @@ use crate::consensus::{
 use tandem_service_api::Role;
 
 use crate::sim::SimOptions;
-use crate::sim::app::RecordingApp;
+use crate::sim::app::SimApp;
 use crate::sim::client::{Client, ClientEvent};
 use crate::sim::disk::{Disk, FsyncPolicy};
 use crate::sim::faults::FaultProfile;
@@ -69,13 +69,16 @@ pub struct SeedStats {
     pub stale_splits: (u64, u64),
 }
 
+/// The property a failed split-service replay violates.
+const SPLIT_PROPERTY: &str = "service split (engine and core replay agree)";
+
 /// One member.
 #[derive(Debug)]
 pub struct Member {
     /// The core while up.
     pub core: Option<Consensus<MemLog>>,
-    /// The service container.
-    pub app: RecordingApp,
+    /// The service container (recording what it applies).
+    pub app: SimApp,
     out: Outbox,
     /// Its disk.
     pub disk: Disk,
@@ -130,7 +133,7 @@ impl World {
         let members = (0..n)
             .map(|_| Member {
                 core: None,
-                app: RecordingApp::new(),
+                app: SimApp::new(),
                 out: Outbox::new(),
                 disk: Disk::new(faults.fsync, (20_000, rng.range_i64(100_000, 3_000_000))),
                 rate_ppm: rng.range_i64(-faults.drift_ppm, faults.drift_ppm),
@@ -223,12 +226,15 @@ impl World {
         if m.rejoin_as_learner {
             core.rejoin_as_learner();
         }
-        m.app = RecordingApp::new();
+        m.app = SimApp::new();
         m.out.clear();
         let base = self.committed.chain_at(core.log().start().0.0);
         self.log_matching.rebase(i, core.log(), base);
         self.committed.restart(i, snap_pos);
         core.start(local, &mut m.app, &mut m.out);
+        if self.opts.remote_service {
+            m.app.split(&core);
+        }
         m.core = Some(core);
         self.trace.num(b'S', i as u64);
         self.process(i)
@@ -241,6 +247,9 @@ impl World {
             return Ok(());
         };
         core.handle(input, &mut m.app, &mut m.out);
+        if let Some(e) = m.app.pump(core, &mut m.out) {
+            return Err(Violation::new(SPLIT_PROPERTY, format!("member {i}: {e}")));
+        }
         self.stats.inputs += 1;
         self.process(i)
     }
@@ -273,6 +282,9 @@ impl World {
                 return Ok(());
             };
             core.handle(input, &mut m.app, &mut m.out);
+            if let Some(e) = m.app.pump(core, &mut m.out) {
+                return Err(Violation::new(SPLIT_PROPERTY, format!("member {i}: {e}")));
+            }
             self.stats.inputs += 1;
         }
     }
@@ -377,11 +389,31 @@ impl World {
                 &self.committed,
             )?;
         }
-        let applied = std::mem::take(&mut m.app.applied);
+        if let SimApp::Remote(remote) = &m.app {
+            let engine = remote.link().engine();
+            if engine.applied() == core.applied_position().0 {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                engine.module_state().encode(&mut a);
+                core.module_state().encode(&mut b);
+                if a != b {
+                    return Err(Violation::new(
+                        SPLIT_PROPERTY,
+                        format!(
+                            "member {i}: the service engine's module state differs from the \
+                             core's at {}",
+                            engine.applied()
+                        ),
+                    ));
+                }
+            }
+        }
+        let rec = m.app.recording();
+        let applied = std::mem::take(&mut rec.applied);
         self.apply_order.check(i, &applied, &self.committed)?;
-        m.app.applied = applied;
-        m.app.applied.clear();
-        if let Some(s) = m.app.container.service_mut() {
+        let rec = m.app.recording();
+        rec.applied = applied;
+        rec.applied.clear();
+        if let Some(s) = rec.container.service_mut() {
             exactly_once::check_service(i, s)?;
         }
         Ok(())
