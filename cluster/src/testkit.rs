@@ -10,13 +10,12 @@ use std::sync::Arc;
 
 use crate::codec::client::{Egress, EventCode, Ingress};
 use crate::codec::peer::PeerMessage;
-use crate::consensus::{Application, snapshot::SnapshotParts};
 use crate::consensus::{
     ClientAddr, Command, Config, Consensus, Input, LogPosition, LogStore, MemLog, MemberId,
     NodeState, Outbox, SessionId, Snapshot,
 };
 use crate::container::ServiceContainer;
-use crate::container::remote::{InlineLink, RemoteApplication, ServiceEngine};
+use crate::container::remote::{InlineLink, SplitApp};
 use tandem_service_api::{
     ClientSession, CloseReason, Cluster, ClusteredService, Header, LeadershipTermEvent, Role,
     SnapshotImage, SnapshotWriter,
@@ -158,76 +157,34 @@ pub enum ServiceMode {
     Remote,
 }
 
+/// Defines, for each named scenario `fn name(mode: ServiceMode)` in scope, two tests:
+/// `inline::name` (the service called in line by the core) and `remote::name` (split as in
+/// the `dedicated` threading mode: the service applies on its side, the core replays its
+/// effects, and the test kit checks both copies of the module state stay equal).
+#[macro_export]
+macro_rules! in_both_service_modes {
+    ($($name:ident),* $(,)?) => {
+        mod inline {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::testkit::ServiceMode::Inline);
+            })*
+        }
+        mod remote {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::testkit::ServiceMode::Remote);
+            })*
+        }
+    };
+}
+
 /// A test member's service, in either [`ServiceMode`].
-#[derive(Debug)]
-pub enum TestApp {
-    /// The container, called by the core.
-    Inline(ServiceContainer<TestFactory>),
-    /// The core's stand-in, with the engine (and the container) behind its link.
-    Remote(Box<RemoteApplication<InlineLink<ServiceContainer<TestFactory>>>>),
-}
+pub type TestApp =
+    SplitApp<ServiceContainer<TestFactory>, InlineLink<ServiceContainer<TestFactory>>>;
 
-impl TestApp {
-    fn new() -> Self {
-        Self::Inline(ServiceContainer::new(TestService::default as TestFactory))
-    }
-
-    /// The running service, if started.
-    pub fn service(&self) -> Option<&TestService> {
-        match self {
-            Self::Inline(c) => c.service(),
-            Self::Remote(r) => r.link().engine().app().service(),
-        }
-    }
-
-    fn as_app(&mut self) -> &mut dyn Application {
-        match self {
-            Self::Inline(a) => a,
-            Self::Remote(a) => a.as_mut(),
-        }
-    }
-}
-
-impl Application for TestApp {
-    fn start(&mut self, c: &mut dyn Cluster, snapshot: Option<&[u8]>) {
-        self.as_app().start(c, snapshot);
-    }
-    fn start_from(&mut self, c: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
-        self.as_app().start_from(c, snapshot);
-    }
-    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
-        self.as_app().session_open(c, s, t);
-    }
-    fn session_close(
-        &mut self,
-        c: &mut dyn Cluster,
-        s: &ClientSession<'_>,
-        t: i64,
-        r: CloseReason,
-    ) {
-        self.as_app().session_close(c, s, t, r);
-    }
-    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
-        self.as_app().message(c, s, t, m, h);
-    }
-    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
-        self.as_app().timer_event(c, id, t);
-    }
-    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
-        self.as_app().new_leadership_term(c, e);
-    }
-    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
-        self.as_app().take_snapshot(out);
-    }
-    fn role_change(&mut self, role: Role) {
-        self.as_app().role_change(role);
-    }
-    fn terminate(&mut self, c: &mut dyn Cluster) {
-        self.as_app().terminate(c);
-    }
-    fn apply_limit(&mut self) -> u64 {
-        self.as_app().apply_limit()
-    }
+fn new_test_app() -> TestApp {
+    TestApp::Inline(ServiceContainer::new(TestService::default as TestFactory))
 }
 
 /// One member: its core (while up), its container, its "disk".
@@ -358,7 +315,7 @@ impl TestCluster {
         for _ in 0..n {
             c.nodes.push(TestNode {
                 core: None,
-                app: TestApp::new(),
+                app: new_test_app(),
                 out: Outbox::new(),
                 stored_log: Some(MemLog::new()),
                 node_state: Some(NodeState::default()),
@@ -380,24 +337,11 @@ impl TestCluster {
         let log = n.stored_log.take().unwrap_or_default();
         let snap = n.snapshots.last().cloned();
         let mut core = Consensus::new(cfg, log, n.node_state, snap);
-        n.app = TestApp::new();
+        n.app = new_test_app();
         core.start(self.now_ns, &mut n.app, &mut n.out);
-        if self.mode == ServiceMode::Remote
-            && let TestApp::Inline(container) = std::mem::replace(&mut n.app, TestApp::new())
-        {
+        if self.mode == ServiceMode::Remote {
             // As a node does once its core has started: the service moves behind the link.
-            let applied = core.applied_position().0;
-            let engine = ServiceEngine::new(
-                container,
-                core.module_state().clone(),
-                core.apply_rules(),
-                core.role(),
-                applied,
-            );
-            n.app = TestApp::Remote(Box::new(RemoteApplication::new(
-                InlineLink::new(engine),
-                applied,
-            )));
+            n.app.split_in_line(&core);
         }
         n.core = Some(core);
     }
@@ -409,20 +353,10 @@ impl TestCluster {
     /// If the replay failed: the split diverged from the engine.
     fn pump(&mut self, i: u32) {
         let n = &mut self.nodes[i as usize];
-        let (Some(core), TestApp::Remote(remote)) = (n.core.as_mut(), &mut n.app) else {
-            return;
-        };
-        remote
-            .link_mut()
-            .forward(core.log(), core.applied_position(), core.commit_position());
-        core.handle(Input::Apply, &mut n.app, &mut n.out);
-        if let TestApp::Remote(remote) = &mut n.app {
-            if let Some(e) = remote.link().error() {
-                panic!("member {i}: {e}");
-            }
-            if let Some(e) = remote.take_error() {
-                panic!("member {i}: {e}");
-            }
+        if let Some(core) = n.core.as_mut()
+            && let Some(e) = n.app.pump(core, &mut n.out)
+        {
+            panic!("member {i}: {e}");
         }
     }
 
@@ -438,21 +372,18 @@ impl TestCluster {
 
     /// Member `i`'s service (panics if not started).
     pub fn service(&self, i: u32) -> &TestService {
-        self.nodes[i as usize].app.service().expect("started")
+        self.nodes[i as usize]
+            .app
+            .app()
+            .and_then(ServiceContainer::service)
+            .expect("started")
     }
 
     /// In [`ServiceMode::Remote`], member `i`'s engine's copy of the module state, when it
     /// applied as far as the core (it equals the core's then).
     pub fn engine_module_state(&self, i: u32) -> Option<&crate::consensus::ModuleState> {
         let n = &self.nodes[i as usize];
-        match (&n.app, n.core.as_ref()) {
-            (TestApp::Remote(r), Some(core))
-                if r.link().engine().applied() == core.applied_position().0 =>
-            {
-                Some(r.link().engine().module_state())
-            }
-            _ => None,
-        }
+        n.app.engine_state_at(n.core.as_ref()?)
     }
 
     /// Whether member `i` is up.

@@ -472,27 +472,7 @@ fn recovery_replays_up_to_the_commit_lower_bound_only(mode: ServiceMode) {
     assert_eq!(c.service(f).applied.len(), 10);
 }
 
-/// Every scenario runs with the service called in line by the core, and split as in the
-/// `dedicated` threading mode (the service applies on its side, the core replays its effects;
-/// the test kit checks the two copies of the module state stay equal).
-macro_rules! in_both_service_modes {
-    ($($name:ident),* $(,)?) => {
-        mod inline {
-            $(#[test]
-            fn $name() {
-                super::$name(super::ServiceMode::Inline);
-            })*
-        }
-        mod remote {
-            $(#[test]
-            fn $name() {
-                super::$name(super::ServiceMode::Remote);
-            })*
-        }
-    };
-}
-
-in_both_service_modes!(
+tandem_cluster::in_both_service_modes!(
     elects_exactly_one_leader_that_all_follow,
     replicates_commits_and_applies_in_order_on_every_member,
     a_retried_message_is_applied_once_and_answered_from_the_cache,

@@ -371,27 +371,7 @@ fn a_repeated_request_is_appended_once_per_leader_term(mode: ServiceMode) {
     }
 }
 
-/// Every scenario runs with the service called in line by the core, and split as in the
-/// `dedicated` threading mode (the service applies on its side, the core replays its effects;
-/// the test kit checks the two copies of the module state stay equal).
-macro_rules! in_both_service_modes {
-    ($($name:ident),* $(,)?) => {
-        mod inline {
-            $(#[test]
-            fn $name() {
-                super::$name(super::ServiceMode::Inline);
-            })*
-        }
-        mod remote {
-            $(#[test]
-            fn $name() {
-                super::$name(super::ServiceMode::Remote);
-            })*
-        }
-    };
-}
-
-in_both_service_modes!(
+tandem_cluster::in_both_service_modes!(
     a_snapshot_requested_on_a_follower_is_taken_by_every_member_at_the_same_position,
     a_request_made_before_a_leader_is_known_is_forwarded_once_one_is,
     suspend_holds_new_client_messages_until_resume,

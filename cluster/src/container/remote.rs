@@ -879,7 +879,7 @@ pub fn forward_committed<S: LogStore + ?Sized>(
 /// sent. For deterministic tests of the split (the test kit's remote mode) and tools.
 #[derive(Debug)]
 pub struct InlineLink<A> {
-    engine: ServiceEngine<A>,
+    engine: Option<ServiceEngine<A>>,
     ready: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     /// Committed frames below here were handed to the engine.
@@ -888,26 +888,31 @@ pub struct InlineLink<A> {
 }
 
 impl<A: HashedApplication> InlineLink<A> {
-    /// A link to `engine`, which has applied everything below `forwarded`.
-    pub fn new(engine: ServiceEngine<A>) -> Self {
-        let forwarded = LogPosition(engine.applied());
+    /// A link with no engine yet ([`InlineLink::place`] one).
+    pub fn new() -> Self {
         Self {
-            engine,
+            engine: None,
             ready: VecDeque::new(),
             spare: Vec::new(),
-            forwarded,
+            forwarded: LogPosition(0),
             error: None,
         }
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &ServiceEngine<A> {
-        &self.engine
+    /// Puts `engine` behind the link; it has applied everything below its position.
+    pub fn place(&mut self, engine: ServiceEngine<A>) {
+        self.forwarded = LogPosition(engine.applied());
+        self.engine = Some(engine);
+    }
+
+    /// The engine, once placed.
+    pub fn engine(&self) -> Option<&ServiceEngine<A>> {
+        self.engine.as_ref()
     }
 
     /// The engine, mutably.
-    pub fn engine_mut(&mut self) -> &mut ServiceEngine<A> {
-        &mut self.engine
+    pub fn engine_mut(&mut self) -> Option<&mut ServiceEngine<A>> {
+        self.engine.as_mut()
     }
 
     /// Hands the engine the committed frames of `log` it has not had, up to `commit` (from
@@ -929,9 +934,13 @@ impl<A: HashedApplication> InlineLink<A> {
     }
 
     fn handle(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        let Some(engine) = self.engine.as_mut() else {
+            self.error.get_or_insert_with(|| "no engine placed".into());
+            return None;
+        };
         let mut batch = self.spare.pop().unwrap_or_default();
         batch.clear();
-        match self.engine.handle(msg, &mut batch) {
+        match engine.handle(msg, &mut batch) {
             Ok(_) if !batch.is_empty() => Some(batch),
             Ok(_) => {
                 self.spare.push(batch);
@@ -951,6 +960,12 @@ impl<A: HashedApplication> InlineLink<A> {
     }
 }
 
+impl<A: HashedApplication> Default for InlineLink<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<A: HashedApplication> ServiceLink for InlineLink<A> {
     fn poll(&mut self) -> Option<Vec<u8>> {
         self.ready.pop_front()
@@ -967,5 +982,160 @@ impl<A: HashedApplication> ServiceLink for InlineLink<A> {
         self.spare.extend(self.ready.drain(..));
         self.handle(msg)
             .ok_or_else(|| "the engine did not answer the restart".to_owned())
+    }
+}
+
+/// A service as the core sees it: called in line, or split behind a [`RemoteApplication`].
+/// Runtimes start it in line (recovery replays in line) and [`SplitApp::split`] it once the
+/// core has started.
+#[derive(Debug)]
+pub enum SplitApp<A, L> {
+    /// Called by the core.
+    Inline(A),
+    /// The core's stand-in; the service is behind the link.
+    Remote(Box<RemoteApplication<L>>),
+}
+
+impl<A: HashedApplication, L: ServiceLink> SplitApp<A, L> {
+    /// Splits an in-line service started by `core`: stands in for it with a
+    /// [`RemoteApplication`] over `link`, and gives `place` the engine built around the service
+    /// (with a copy of the core's module state, at its applied position) to put where it will
+    /// run: a thread's hand-over slot, or the link itself ([`InlineLink::place`]). Returns
+    /// false, doing nothing, if already split.
+    pub fn split<S: LogStore>(
+        &mut self,
+        core: &crate::consensus::Consensus<S>,
+        link: L,
+        place: impl FnOnce(ServiceEngine<A>, &mut L),
+    ) -> bool {
+        if !matches!(self, Self::Inline(_)) {
+            return false;
+        }
+        let applied = core.applied_position().0;
+        let remote = Self::Remote(Box::new(RemoteApplication::new(link, applied)));
+        let (Self::Inline(app), Self::Remote(r)) = (std::mem::replace(self, remote), &mut *self)
+        else {
+            return false;
+        };
+        let engine = ServiceEngine::new(
+            app,
+            core.module_state().clone(),
+            core.apply_rules(),
+            core.role(),
+            applied,
+        );
+        place(engine, r.link_mut());
+        true
+    }
+
+    fn as_app(&mut self) -> &mut dyn Application {
+        match self {
+            Self::Inline(a) => a,
+            Self::Remote(a) => a.as_mut(),
+        }
+    }
+}
+
+impl<A: HashedApplication> SplitApp<A, InlineLink<A>> {
+    /// Splits in line (see [`SplitApp::split`]): the engine runs behind an [`InlineLink`].
+    pub fn split_in_line<S: LogStore>(&mut self, core: &crate::consensus::Consensus<S>) -> bool {
+        self.split(core, InlineLink::new(), |engine, link| link.place(engine))
+    }
+
+    /// The service application, wherever it runs.
+    pub fn app(&self) -> Option<&A> {
+        match self {
+            Self::Inline(a) => Some(a),
+            Self::Remote(r) => r.link().engine().map(ServiceEngine::app),
+        }
+    }
+
+    /// The service application, mutably.
+    pub fn app_mut(&mut self) -> Option<&mut A> {
+        match self {
+            Self::Inline(a) => Some(a),
+            Self::Remote(r) => r.link_mut().engine_mut().map(ServiceEngine::app_mut),
+        }
+    }
+
+    /// Split in line: hands the engine the newly committed frames of `core`, then has the core
+    /// apply what the engine applied. Returns the first error of the split, if any.
+    pub fn pump<S: LogStore>(
+        &mut self,
+        core: &mut crate::consensus::Consensus<S>,
+        out: &mut crate::consensus::Outbox,
+    ) -> Option<String> {
+        let Self::Remote(remote) = self else {
+            return None;
+        };
+        remote
+            .link_mut()
+            .forward(core.log(), core.applied_position(), core.commit_position());
+        core.handle(crate::consensus::Input::Apply, self, out);
+        let Self::Remote(remote) = self else {
+            return None;
+        };
+        remote
+            .link()
+            .error()
+            .map(str::to_owned)
+            .or_else(|| remote.take_error())
+    }
+
+    /// Split in line: the engine's copy of the module state, when it applied exactly as far as
+    /// `core` (the two must be equal then).
+    pub fn engine_state_at<S: LogStore>(
+        &self,
+        core: &crate::consensus::Consensus<S>,
+    ) -> Option<&ModuleState> {
+        let Self::Remote(r) = self else {
+            return None;
+        };
+        r.link()
+            .engine()
+            .filter(|e| e.applied() == core.applied_position().0)
+            .map(ServiceEngine::module_state)
+    }
+}
+
+impl<A: HashedApplication, L: ServiceLink> Application for SplitApp<A, L> {
+    fn start(&mut self, c: &mut dyn Cluster, snapshot: Option<&[u8]>) {
+        self.as_app().start(c, snapshot);
+    }
+    fn start_from(&mut self, c: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
+        self.as_app().start_from(c, snapshot);
+    }
+    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
+        self.as_app().session_open(c, s, t);
+    }
+    fn session_close(
+        &mut self,
+        c: &mut dyn Cluster,
+        s: &ClientSession<'_>,
+        t: i64,
+        r: CloseReason,
+    ) {
+        self.as_app().session_close(c, s, t, r);
+    }
+    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
+        self.as_app().message(c, s, t, m, h);
+    }
+    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
+        self.as_app().timer_event(c, id, t);
+    }
+    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
+        self.as_app().new_leadership_term(c, e);
+    }
+    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
+        self.as_app().take_snapshot(out);
+    }
+    fn role_change(&mut self, role: Role) {
+        self.as_app().role_change(role);
+    }
+    fn terminate(&mut self, c: &mut dyn Cluster) {
+        self.as_app().terminate(c);
+    }
+    fn apply_limit(&mut self) -> u64 {
+        self.as_app().apply_limit()
     }
 }

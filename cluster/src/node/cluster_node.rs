@@ -71,10 +71,7 @@ use super::net::{NodeNetwork, client_addr, socket_addr};
 use super::network_agent::{MemberLinks, NetworkAgent, Waker};
 use super::pipe::Endpoint;
 use super::service_agent::{PipeLink, ServiceAgent, ServiceLinks};
-use crate::consensus::snapshot::SnapshotParts;
-use crate::container::remote::{
-    HashedApplication, RemoteApplication, ServiceEngine, encode_frames, forward_committed,
-};
+use crate::container::remote::{HashedApplication, SplitApp, encode_frames, forward_committed};
 
 /// `dedicated`: committed bytes handed to the service agent per message, at most.
 const FORWARD_BYTES: usize = 64 << 10;
@@ -228,21 +225,12 @@ impl<F: ServiceFactory> HashedApplication for HashingApp<F> {
 }
 
 /// The service as the core sees it: called in line (`shared`, `cluster`, and `dedicated`
-/// until the core has started), or on its own thread behind a [`RemoteApplication`]
-/// (`dedicated`, see [`super::service_agent`]).
-enum NodeApp<F: ServiceFactory> {
-    Inline(HashingApp<F>),
-    Remote(RemoteApplication<PipeLink<F>>),
-}
+/// until the core has started), or on its own thread behind a
+/// [`crate::container::remote::RemoteApplication`] (`dedicated`, see
+/// [`super::service_agent`]).
+type NodeApp<F> = SplitApp<HashingApp<F>, PipeLink<F>>;
 
-impl<F: ServiceFactory> NodeApp<F> {
-    fn as_app(&mut self) -> &mut dyn Application {
-        match self {
-            Self::Inline(a) => a,
-            Self::Remote(a) => a,
-        }
-    }
-
+impl<F: ServiceFactory> SplitApp<HashingApp<F>, PipeLink<F>> {
     /// The state hash taken with the oldest snapshot not yet matched to its command.
     fn take_hash(&mut self) -> Option<u64> {
         match self {
@@ -256,48 +244,6 @@ impl<F: ServiceFactory> NodeApp<F> {
             Self::Inline(a) => a.taken.clear(),
             Self::Remote(a) => a.clear_snapshot_hashes(),
         }
-    }
-}
-
-impl<F: ServiceFactory> Application for NodeApp<F> {
-    fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {
-        self.as_app().start(cluster, snapshot);
-    }
-    fn start_from(&mut self, cluster: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
-        self.as_app().start_from(cluster, snapshot);
-    }
-    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
-        self.as_app().session_open(c, s, t);
-    }
-    fn session_close(
-        &mut self,
-        c: &mut dyn Cluster,
-        s: &ClientSession<'_>,
-        t: i64,
-        r: CloseReason,
-    ) {
-        self.as_app().session_close(c, s, t, r);
-    }
-    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
-        self.as_app().message(c, s, t, m, h);
-    }
-    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
-        self.as_app().timer_event(c, id, t);
-    }
-    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
-        self.as_app().new_leadership_term(c, e);
-    }
-    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
-        self.as_app().take_snapshot(out);
-    }
-    fn role_change(&mut self, role: Role) {
-        self.as_app().role_change(role);
-    }
-    fn terminate(&mut self, c: &mut dyn Cluster) {
-        self.as_app().terminate(c);
-    }
-    fn apply_limit(&mut self) -> u64 {
-        self.as_app().apply_limit()
     }
 }
 
@@ -1166,21 +1112,11 @@ impl<F: ServiceFactory> Inner<F> {
         let Some(links) = self.service.clone() else {
             return;
         };
-        let applied = self.core.applied_position();
         let link = PipeLink::new(Arc::clone(&links), &self.links.consensus_thread);
-        let remote = NodeApp::Remote(RemoteApplication::new(link, applied.0));
-        let NodeApp::Inline(app) = std::mem::replace(&mut self.app, remote) else {
-            return;
-        };
-        let engine = ServiceEngine::new(
-            app,
-            self.core.module_state().clone(),
-            self.core.apply_rules(),
-            self.core.role(),
-            applied.0,
-        );
-        *links.handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine);
-        self.forwarded = applied;
+        self.app.split(&self.core, link, |engine, _| {
+            *links.handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine);
+        });
+        self.forwarded = self.core.applied_position();
     }
 
     /// `dedicated`: hands newly committed frames to the service agent and applies what it

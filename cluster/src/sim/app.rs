@@ -2,10 +2,9 @@
 //! callback the core applies (its log position and a hash of what it was), for the
 //! apply-order invariant.
 
-use crate::consensus::snapshot::SnapshotParts;
-use crate::consensus::{Application, Consensus, Input, LogStore, Outbox, SessionId};
+use crate::consensus::{Application, SessionId};
 use crate::container::ServiceContainer;
-use crate::container::remote::{InlineLink, RemoteApplication, ServiceEngine};
+use crate::container::remote::{InlineLink, SplitApp};
 use tandem_service_api::{ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, Role};
 
 use crate::sim::kv::{KvFactory, KvService};
@@ -70,133 +69,7 @@ impl crate::container::remote::HashedApplication for RecordingApp {}
 
 /// A member's service as the simulator runs it: called in line, or split (see
 /// [`crate::sim::SimOptions::remote_service`]).
-#[derive(Debug)]
-pub enum SimApp {
-    /// Called by the core.
-    Inline(RecordingApp),
-    /// The core's stand-in, with the engine (and the recording app) behind its link.
-    Remote(Box<RemoteApplication<InlineLink<RecordingApp>>>),
-}
-
-impl SimApp {
-    /// A recording app, called in line until [`SimApp::split`].
-    pub fn new() -> Self {
-        Self::Inline(RecordingApp::new())
-    }
-
-    /// The recording app (on the engine's side when split).
-    pub fn recording(&mut self) -> &mut RecordingApp {
-        match self {
-            Self::Inline(a) => a,
-            Self::Remote(r) => r.link_mut().engine_mut().app_mut(),
-        }
-    }
-
-    /// The running service.
-    pub fn service(&self) -> Option<&KvService> {
-        match self {
-            Self::Inline(a) => a.service(),
-            Self::Remote(r) => r.link().engine().app().service(),
-        }
-    }
-
-    /// Moves the service behind a link, as a node does once its core has started.
-    pub fn split<L: LogStore>(&mut self, core: &Consensus<L>) {
-        if let Self::Inline(app) = std::mem::replace(self, Self::Inline(RecordingApp::new())) {
-            let applied = core.applied_position().0;
-            let engine = ServiceEngine::new(
-                app,
-                core.module_state().clone(),
-                core.apply_rules(),
-                core.role(),
-                applied,
-            );
-            *self = Self::Remote(Box::new(RemoteApplication::new(
-                InlineLink::new(engine),
-                applied,
-            )));
-        }
-    }
-
-    /// Split: hands the engine the newly committed frames, then has the core apply what the
-    /// engine applied. Returns the replay's error, if it failed.
-    pub fn pump<L: LogStore>(
-        &mut self,
-        core: &mut Consensus<L>,
-        out: &mut Outbox,
-    ) -> Option<String> {
-        let Self::Remote(remote) = self else {
-            return None;
-        };
-        remote
-            .link_mut()
-            .forward(core.log(), core.applied_position(), core.commit_position());
-        core.handle(Input::Apply, self, out);
-        let Self::Remote(remote) = self else {
-            return None;
-        };
-        remote
-            .link()
-            .error()
-            .map(str::to_owned)
-            .or_else(|| remote.take_error())
-    }
-
-    fn as_app(&mut self) -> &mut dyn Application {
-        match self {
-            Self::Inline(a) => a,
-            Self::Remote(a) => a.as_mut(),
-        }
-    }
-}
-
-impl Default for SimApp {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Application for SimApp {
-    fn start(&mut self, c: &mut dyn Cluster, snapshot: Option<&[u8]>) {
-        self.as_app().start(c, snapshot);
-    }
-    fn start_from(&mut self, c: &mut dyn Cluster, snapshot: Option<SnapshotParts<'_>>) {
-        self.as_app().start_from(c, snapshot);
-    }
-    fn session_open(&mut self, c: &mut dyn Cluster, s: &ClientSession<'_>, t: i64) {
-        self.as_app().session_open(c, s, t);
-    }
-    fn session_close(
-        &mut self,
-        c: &mut dyn Cluster,
-        s: &ClientSession<'_>,
-        t: i64,
-        r: CloseReason,
-    ) {
-        self.as_app().session_close(c, s, t, r);
-    }
-    fn message(&mut self, c: &mut dyn Cluster, s: Option<SessionId>, t: i64, m: &[u8], h: &Header) {
-        self.as_app().message(c, s, t, m, h);
-    }
-    fn timer_event(&mut self, c: &mut dyn Cluster, id: u64, t: i64) {
-        self.as_app().timer_event(c, id, t);
-    }
-    fn new_leadership_term(&mut self, c: &mut dyn Cluster, e: &LeadershipTermEvent) {
-        self.as_app().new_leadership_term(c, e);
-    }
-    fn take_snapshot(&mut self, out: &mut Vec<u8>) {
-        self.as_app().take_snapshot(out);
-    }
-    fn role_change(&mut self, role: Role) {
-        self.as_app().role_change(role);
-    }
-    fn terminate(&mut self, c: &mut dyn Cluster) {
-        self.as_app().terminate(c);
-    }
-    fn apply_limit(&mut self) -> u64 {
-        self.as_app().apply_limit()
-    }
-}
+pub type SimApp = SplitApp<RecordingApp, InlineLink<RecordingApp>>;
 
 impl Application for RecordingApp {
     fn start(&mut self, cluster: &mut dyn Cluster, snapshot: Option<&[u8]>) {

@@ -13,7 +13,7 @@ use crate::consensus::{
 use tandem_service_api::Role;
 
 use crate::sim::SimOptions;
-use crate::sim::app::SimApp;
+use crate::sim::app::{RecordingApp, SimApp};
 use crate::sim::client::{Client, ClientEvent};
 use crate::sim::disk::{Disk, FsyncPolicy};
 use crate::sim::faults::FaultProfile;
@@ -133,7 +133,7 @@ impl World {
         let members = (0..n)
             .map(|_| Member {
                 core: None,
-                app: SimApp::new(),
+                app: SimApp::Inline(RecordingApp::new()),
                 out: Outbox::new(),
                 disk: Disk::new(faults.fsync, (20_000, rng.range_i64(100_000, 3_000_000))),
                 rate_ppm: rng.range_i64(-faults.drift_ppm, faults.drift_ppm),
@@ -226,14 +226,14 @@ impl World {
         if m.rejoin_as_learner {
             core.rejoin_as_learner();
         }
-        m.app = SimApp::new();
+        m.app = SimApp::Inline(RecordingApp::new());
         m.out.clear();
         let base = self.committed.chain_at(core.log().start().0.0);
         self.log_matching.rebase(i, core.log(), base);
         self.committed.restart(i, snap_pos);
         core.start(local, &mut m.app, &mut m.out);
         if self.opts.remote_service {
-            m.app.split(&core);
+            m.app.split_in_line(&core);
         }
         m.core = Some(core);
         self.trace.num(b'S', i as u64);
@@ -389,28 +389,29 @@ impl World {
                 &self.committed,
             )?;
         }
-        if let SimApp::Remote(remote) = &m.app {
-            let engine = remote.link().engine();
-            if engine.applied() == core.applied_position().0 {
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                engine.module_state().encode(&mut a);
-                core.module_state().encode(&mut b);
-                if a != b {
-                    return Err(Violation::new(
-                        SPLIT_PROPERTY,
-                        format!(
-                            "member {i}: the service engine's module state differs from the \
-                             core's at {}",
-                            engine.applied()
-                        ),
-                    ));
-                }
+        if let Some(engine) = m.app.engine_state_at(core) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            engine.encode(&mut a);
+            core.module_state().encode(&mut b);
+            if a != b {
+                return Err(Violation::new(
+                    SPLIT_PROPERTY,
+                    format!(
+                        "member {i}: the service engine's module state differs from the core's \
+                         at {}",
+                        core.applied_position()
+                    ),
+                ));
             }
         }
-        let rec = m.app.recording();
+        let Some(rec) = m.app.app_mut() else {
+            return Ok(());
+        };
         let applied = std::mem::take(&mut rec.applied);
         self.apply_order.check(i, &applied, &self.committed)?;
-        let rec = m.app.recording();
+        let Some(rec) = m.app.app_mut() else {
+            return Ok(());
+        };
         rec.applied = applied;
         rec.applied.clear();
         if let Some(s) = rec.container.service_mut() {
@@ -829,7 +830,7 @@ impl World {
             }
         }
         for (i, m) in self.members.iter().enumerate() {
-            if let Some(s) = m.app.service() {
+            if let Some(s) = m.app.app().and_then(RecordingApp::service) {
                 exactly_once::check_acknowledged(i, s, &acked)?;
             }
         }
