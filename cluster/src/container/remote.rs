@@ -154,6 +154,8 @@ pub trait HashedApplication: Application {
     }
 }
 
+impl HashedApplication for crate::consensus::NoopApplication {}
+
 /// What [`ServiceEngine::handle`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handled {
@@ -546,6 +548,8 @@ pub struct RemoteApplication<L> {
     limit: u64,
     /// State hashes of the snapshots replayed, oldest first (for the node's comparison).
     hashes: VecDeque<u64>,
+    /// The replay failed: nothing more is replayed or applied (for good).
+    failed: bool,
     error: Option<String>,
     msg: Vec<u8>,
 }
@@ -559,6 +563,7 @@ impl<L: ServiceLink> RemoteApplication<L> {
             cursor: 0,
             limit: applied,
             hashes: VecDeque::new(),
+            failed: false,
             error: None,
             msg: Vec::with_capacity(64),
         }
@@ -589,14 +594,15 @@ impl<L: ServiceLink> RemoteApplication<L> {
         self.hashes.clear();
     }
 
-    /// Why the replay failed (once): the node must stop, its module state can no longer be
-    /// trusted to match the service's.
+    /// Why the replay failed (reported once; the failure stays): the node must stop, its
+    /// module state can no longer be trusted to match the service's.
     pub fn take_error(&mut self) -> Option<String> {
         self.error.take()
     }
 
     fn fail(&mut self, what: String) {
-        if self.error.is_none() {
+        if !self.failed {
+            self.failed = true;
             self.error = Some(what);
         }
     }
@@ -646,7 +652,7 @@ impl<L: ServiceLink> RemoteApplication<L> {
         cluster: Option<&mut dyn Cluster>,
         snapshot: Option<&mut Vec<u8>>,
     ) {
-        if self.error.is_some() {
+        if self.failed {
             return;
         }
         let Some(bytes) = self.front() else {
@@ -820,7 +826,7 @@ impl<L: ServiceLink> Application for RemoteApplication<L> {
     }
     fn apply_limit(&mut self) -> u64 {
         self.receive();
-        if self.error.is_some() {
+        if self.failed {
             // Nothing more is applied once the replay failed.
             return 0;
         }
@@ -1137,5 +1143,177 @@ impl<A: HashedApplication, L: ServiceLink> Application for SplitApp<A, L> {
     }
     fn apply_limit(&mut self) -> u64 {
         self.as_app().apply_limit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::frame::{EntryType, FrameHeader, encode_frame};
+    use crate::consensus::state::Limits;
+    use crate::consensus::types::Term;
+
+    fn frame(out: &mut Vec<u8>, sequence: u64, payload: &[u8]) {
+        let header = FrameHeader {
+            entry_type: EntryType::SessionMessage,
+            flags: 0,
+            term: Term(1),
+            session_id: SessionId(1),
+            sequence,
+            timestamp: 5,
+        };
+        encode_frame(out, &header, payload);
+    }
+
+    #[test]
+    fn committed_prefix_stops_at_the_last_whole_frame_within_the_limit() {
+        let mut frames = Vec::new();
+        frame(&mut frames, 1, b"a");
+        let first = frames.len() as u64;
+        frame(&mut frames, 2, b"bb");
+        let base = LogPosition(1000);
+        assert_eq!(
+            committed_prefix(base, &frames, LogPosition(1000 + first)),
+            (LogPosition(1000 + first), first as usize)
+        );
+        assert_eq!(
+            committed_prefix(base, &frames, LogPosition(1000 + first - 1)),
+            (base, 0)
+        );
+        let all = frames.len() as u64;
+        assert_eq!(
+            committed_prefix(base, &frames, LogPosition(u64::MAX)),
+            (LogPosition(1000 + all), all as usize)
+        );
+    }
+
+    /// A link that only hands over the batches it was given.
+    #[derive(Default)]
+    struct Canned(VecDeque<Vec<u8>>);
+
+    impl ServiceLink for Canned {
+        fn poll(&mut self) -> Option<Vec<u8>> {
+            self.0.pop_front()
+        }
+        fn recycle(&mut self, _: Vec<u8>) {}
+        fn send(&mut self, _: &[u8]) {}
+        fn restart(&mut self, _: &[u8]) -> Result<Vec<u8>, String> {
+            Err("no engine".into())
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_message_bytes: 1024,
+            reply_cache_entries: 8,
+            reply_cache_bytes: 4096,
+            max_pending_service_messages: 8,
+        }
+    }
+
+    fn replay_message_at(app: &mut RemoteApplication<Canned>, position: u64) {
+        let mut state = ModuleState::default();
+        let mut ctx = ApplyContext {
+            state: &mut state,
+            limits: limits(),
+            member_id: 0,
+            role: Role::Follower,
+            timestamp: 5,
+            position,
+            in_log: true,
+        };
+        let header = Header {
+            log_position: position,
+            term: 1,
+            timestamp: 5,
+            sequence: 1,
+        };
+        app.message(&mut ctx, Some(SessionId(1)), 5, b"m", &header);
+    }
+
+    #[test]
+    fn a_replay_that_does_not_match_the_recording_is_an_error_not_a_panic() {
+        // Recorded: a timer event at 64. Replayed: a message at 64.
+        let mut batch = Vec::new();
+        batch.put_u8(BATCH);
+        batch.put_u64(64);
+        begin(&mut batch, CB_TIMER, 64);
+        batch.put_u8(END);
+        let mut app = RemoteApplication::new(Canned(VecDeque::from([batch])), 0);
+        assert_eq!(app.apply_limit(), 64);
+        replay_message_at(&mut app, 64);
+        let e = app.take_error().expect("a mismatch is reported");
+        assert!(e.contains("message") && e.contains("timer event"), "{e}");
+        assert_eq!(
+            app.apply_limit(),
+            0,
+            "nothing more is applied after a failed replay"
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_unknown_batch_is_an_error() {
+        let mut app = RemoteApplication::new(Canned(VecDeque::from([vec![BATCH, 1, 2]])), 0);
+        assert_eq!(app.apply_limit(), 0);
+        assert!(app.take_error().unwrap().contains("effect batch"));
+
+        let mut batch = Vec::new();
+        batch.put_u8(BATCH);
+        batch.put_u64(64);
+        begin(&mut batch, CB_MESSAGE, 64);
+        batch.put_u8(42); // no such effect
+        let mut app = RemoteApplication::new(Canned(VecDeque::from([batch])), 0);
+        assert_eq!(app.apply_limit(), 64);
+        replay_message_at(&mut app, 64);
+        assert!(app.take_error().unwrap().contains("unknown effect 42"));
+    }
+
+    #[test]
+    fn a_replay_with_nothing_recorded_is_an_error() {
+        let mut app = RemoteApplication::new(Canned::default(), 0);
+        replay_message_at(&mut app, 64);
+        assert!(app.take_error().unwrap().contains("ran ahead"));
+    }
+
+    #[test]
+    fn a_restart_the_engine_does_not_answer_is_an_error() {
+        let mut app = RemoteApplication::new(Canned::default(), 0);
+        let mut state = ModuleState::default();
+        let mut ctx = ApplyContext {
+            state: &mut state,
+            limits: limits(),
+            member_id: 0,
+            role: Role::Follower,
+            timestamp: 0,
+            position: 128,
+            in_log: true,
+        };
+        app.start(&mut ctx, None);
+        assert!(app.take_error().unwrap().contains("no engine"));
+    }
+
+    #[test]
+    fn a_malformed_message_to_the_engine_is_an_error() {
+        let rules = ApplyRules {
+            limits: limits(),
+            member_id: 0,
+            max_sessions: 4,
+            apply_duplicates: false,
+        };
+        let mut engine = ServiceEngine::new(
+            crate::consensus::NoopApplication,
+            ModuleState::default(),
+            rules,
+            Role::Follower,
+            0,
+        );
+        let mut batch = Vec::new();
+        assert!(engine.handle(&[], &mut batch).is_err());
+        assert!(engine.handle(&[99], &mut batch).is_err());
+        assert!(engine.handle(&[TO_ROLE, 9], &mut batch).is_err());
+        // Frames that do not decode.
+        let mut msg = Vec::new();
+        encode_frames(&mut msg, LogPosition(0), &[1, 2, 3]);
+        assert!(engine.handle(&msg, &mut batch).is_err());
     }
 }
