@@ -1,7 +1,8 @@
 //! `tandem-chaos` on a short schedule: every fault kind at least once against real member
 //! processes in network namespaces of their own, the checks pass, and nothing of the run
-//! (namespaces, links, tmpfs mounts, directories) is left afterwards. Needs root, iproute2
-//! and nftables, as the harness does.
+//! (namespaces, links, tmpfs mounts, directories) is left afterwards. The kv run's members use
+//! `dedicated` threading (the service on its own thread), the matching run's `shared`. Needs
+//! root, iproute2 and nftables, as the harness does.
 
 use std::process::{Command, Stdio};
 
@@ -12,7 +13,14 @@ use tandem_samples::cli::TempDir;
 /// One run at a time: they share the two cores.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn short_run(service: &str, size: &str, seed: &str, duration: &str, checks: &[&str]) {
+fn short_run(
+    service: &str,
+    size: &str,
+    threading: &str,
+    seed: &str,
+    duration: &str,
+    checks: &[&str],
+) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = TempDir::new("tandem-chaos-test").unwrap();
     let json = tmp.path().join("summary.json");
@@ -26,6 +34,8 @@ fn short_run(service: &str, size: &str, seed: &str, duration: &str, checks: &[&s
             size,
             "--service",
             service,
+            "--threading",
+            threading,
         ])
         .arg("--json")
         .arg(&json)
@@ -68,10 +78,11 @@ fn short_run(service: &str, size: &str, seed: &str, duration: &str, checks: &[&s
 }
 
 #[test]
-fn kv_three_members_every_fault_kind() {
+fn kv_three_dedicated_members_every_fault_kind() {
     short_run(
         "kv",
         "3",
+        "dedicated",
         "5",
         "35",
         &[
@@ -87,6 +98,7 @@ fn matching_five_members_every_fault_kind() {
     short_run(
         "matching",
         "5",
+        "shared",
         "6",
         "30",
         &["no acknowledged order lost", "no order applied twice"],

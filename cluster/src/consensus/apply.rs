@@ -83,6 +83,12 @@ pub trait Application {
     fn apply_limit(&mut self) -> u64 {
         u64::MAX
     }
+    /// Whether the application has failed for good (a service on its own thread whose
+    /// recorded effects could not be replayed): the core then applies nothing more and takes
+    /// no snapshot, and the runtime stops. In-line services never fail this way.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// An application with no service: for tests and benchmarks of the core alone.
@@ -422,7 +428,7 @@ impl<L: LogStore> Consensus<L> {
     pub(super) fn apply_committed(&mut self, app: &mut dyn Application, out: &mut Outbox) {
         let limit = self.commit.min(LogPosition(app.apply_limit()));
         let rules = self.apply_rules();
-        while self.applied < limit {
+        while self.applied < limit && !app.failed() {
             let pos = self.applied;
             // The next frame, past any segment padding at `pos`; the store says where it ends.
             let located = self.log.next_frame(pos).unwrap_or_else(|| {
@@ -457,6 +463,10 @@ impl<L: LogStore> Consensus<L> {
                 end,
                 app,
             );
+            if app.failed() {
+                // Not applied: the service's part could not be replayed.
+                return;
+            }
             match applied {
                 Applied::Nothing => {}
                 Applied::Duplicate => self.counters.duplicates_dropped += 1,
@@ -599,6 +609,10 @@ impl<L: LogStore> Consensus<L> {
         self.state.encode(&mut module);
         let mut service = Vec::new();
         app.take_snapshot(&mut service);
+        if app.failed() {
+            // No snapshot without the service's part.
+            return;
+        }
         let snapshot = Arc::new(Snapshot::encode(
             position, term, timestamp, &module, &service,
         ));

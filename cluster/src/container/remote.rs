@@ -25,8 +25,8 @@
 //!
 //! Wire formats (both directions, little-endian, in-process only):
 //! * to the engine: `FRAMES u8, position u64, frames…`; `ROLE u8, role u8`; `TERMINATE u8`;
-//!   `RESTART u8, position u64, timestamp i64, has_module u8, module len u32 + bytes,
-//!   has_service u8, service bytes…`;
+//!   `RESTART u8, position u64, timestamp i64, role u8, has_module u8, module len u32 +
+//!   bytes, has_service u8, service bytes…`;
 //! * from the engine: a batch `kind u8 (BATCH | STARTED), applied_to u64`, then groups
 //!   `callback u8, position u64, effects…, END u8`, each effect `tag u8` and its fields.
 
@@ -38,7 +38,8 @@ use tandem_service_api::{
 
 use crate::CodecError;
 use crate::codec::buf::{Reader, Writer};
-use crate::codec::frame::FrameIter;
+use crate::codec::entry::OperatorActionPayload;
+use crate::codec::frame::{EntryType, FrameIter};
 use crate::consensus::Application;
 use crate::consensus::apply::{Applied, ApplyRules, apply_entry, operator_takes_snapshot};
 use crate::consensus::snapshot::SnapshotParts;
@@ -111,12 +112,13 @@ pub fn encode_terminate(out: &mut Vec<u8>) {
     out.put_u8(TO_TERMINATE);
 }
 
-/// Encodes a restart at `position` (cluster time `timestamp`) from a snapshot's module and
-/// service parts (`None`: empty module state, new service).
+/// Encodes a restart at `position` (cluster time `timestamp`, the member's `role` now) from a
+/// snapshot's module and service parts (`None`: empty module state, new service).
 pub fn encode_restart(
     out: &mut Vec<u8>,
     position: u64,
     timestamp: i64,
+    role: Role,
     module: Option<&[u8]>,
     service: Option<&[u8]>,
 ) {
@@ -124,6 +126,7 @@ pub fn encode_restart(
     out.put_u8(TO_RESTART);
     out.put_u64(position);
     out.put_i64(timestamp);
+    out.put_u8(role.code());
     out.put_bool(module.is_some());
     out.put_var_bytes(module.unwrap_or_default());
     out.put_bool(service.is_some());
@@ -302,6 +305,11 @@ impl<A: HashedApplication> ServiceEngine<A> {
             TO_RESTART => {
                 let position = r.u64()?;
                 let timestamp = r.i64()?;
+                let code = r.u8()?;
+                self.role = Role::from_code(code).ok_or(CodecError::Invalid {
+                    what: "role",
+                    value: u64::from(code),
+                })?;
                 let has_module = r.bool()?;
                 let module = r.var_bytes()?;
                 let has_service = r.bool()?;
@@ -683,7 +691,14 @@ impl<L: ServiceLink> RemoteApplication<L> {
     ) {
         let position = cluster.log_position();
         let mut msg = std::mem::take(&mut self.msg);
-        encode_restart(&mut msg, position, cluster.time(), module, service);
+        encode_restart(
+            &mut msg,
+            position,
+            cluster.time(),
+            cluster.role(),
+            module,
+            service,
+        );
         for b in self.batches.drain(..) {
             self.link.recycle(b);
         }
@@ -832,16 +847,20 @@ impl<L: ServiceLink> Application for RemoteApplication<L> {
         }
         self.limit
     }
+    fn failed(&self) -> bool {
+        self.failed
+    }
 }
 
-/// The end of the last whole frame of `frames` (beginning at `position`) that ends at or
-/// before `limit`, and the bytes up to it: what may be handed to the engine when the log holds
-/// frames beyond the commit position.
+/// Where a run of committed frames may be cut for the engine: the end of the last whole frame
+/// of `frames` (beginning at `position`) that ends at or before `limit`, the bytes up to it,
+/// and whether the run stops early, after an operator shutdown or abort entry (see
+/// [`Forwarder`]).
 pub fn committed_prefix(
     position: LogPosition,
     frames: &[u8],
     limit: LogPosition,
-) -> (LogPosition, usize) {
+) -> (LogPosition, usize, bool) {
     let mut end = position;
     let mut len = 0;
     for item in FrameIter::new(frames) {
@@ -854,31 +873,76 @@ pub fn committed_prefix(
         }
         end = next;
         len += frame.len_aligned;
+        if frame.header.entry_type == EntryType::OperatorAction
+            && OperatorActionPayload::decode(frame.payload)
+                .is_ok_and(|p| matches!(p.action, OperatorAction::Shutdown | OperatorAction::Abort))
+        {
+            return (end, len, true);
+        }
     }
-    (end, len)
+    (end, len, false)
 }
 
-/// Hands the committed frames of `log` from `*forwarded` up to `commit` to `send` (which
-/// encodes them with [`encode_frames`] and returns false when the engine cannot take more
-/// now), at most `max_bytes` per message; advances `*forwarded`. Returns the messages sent.
-pub fn forward_committed<S: LogStore + ?Sized>(
-    log: &S,
-    forwarded: &mut LogPosition,
-    commit: LogPosition,
-    max_bytes: usize,
-    mut send: impl FnMut(LogPosition, &[u8]) -> bool,
-) -> usize {
-    let mut sent = 0;
-    while *forwarded < commit {
-        let run = log.read_frames(*forwarded, max_bytes, usize::MAX);
-        let (end, len) = committed_prefix(run.position, run.bytes, commit);
-        if len == 0 || !send(run.position, &run.bytes[..len]) {
-            break;
+/// Hands the committed frames of a log to the engine, in order, from where the core's
+/// service stands. It stops after an operator shutdown or abort entry until the core has
+/// applied it: a member that terminates there (every follower; a leader once the others
+/// acknowledged) sends the termination first, so the service sees no entry past it, as an
+/// in-line service would not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarder {
+    forwarded: LogPosition,
+    hold_until: Option<LogPosition>,
+}
+
+impl Forwarder {
+    /// Forwards from `from` (the position the engine has applied up to).
+    pub fn new(from: LogPosition) -> Self {
+        Self {
+            forwarded: from,
+            hold_until: None,
         }
-        *forwarded = end;
-        sent += 1;
     }
-    sent
+
+    /// Committed frames below here were handed over.
+    pub fn position(&self) -> LogPosition {
+        self.forwarded
+    }
+
+    /// Hands `send` (which encodes with [`encode_frames`] and returns false when the engine
+    /// cannot take more now) the frames of `log` from where it stands (or from `applied`,
+    /// after a snapshot install moved the core past it) up to `commit`, at most `max_bytes`
+    /// per message. Returns the messages sent.
+    pub fn forward<S: LogStore + ?Sized>(
+        &mut self,
+        log: &S,
+        applied: LogPosition,
+        commit: LogPosition,
+        max_bytes: usize,
+        mut send: impl FnMut(LogPosition, &[u8]) -> bool,
+    ) -> usize {
+        self.forwarded = self.forwarded.max(applied);
+        if let Some(hold) = self.hold_until {
+            if applied < hold {
+                return 0;
+            }
+            self.hold_until = None;
+        }
+        let mut sent = 0;
+        while self.forwarded < commit {
+            let run = log.read_frames(self.forwarded, max_bytes, usize::MAX);
+            let (end, len, stop) = committed_prefix(run.position, run.bytes, commit);
+            if len == 0 || !send(run.position, &run.bytes[..len]) {
+                break;
+            }
+            self.forwarded = end;
+            sent += 1;
+            if stop {
+                self.hold_until = Some(end);
+                break;
+            }
+        }
+        sent
+    }
 }
 
 /// A [`ServiceLink`] with the engine on the caller's thread: every message is handled when
@@ -888,8 +952,7 @@ pub struct InlineLink<A> {
     engine: Option<ServiceEngine<A>>,
     ready: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
-    /// Committed frames below here were handed to the engine.
-    pub forwarded: LogPosition,
+    forwarder: Forwarder,
     error: Option<String>,
 }
 
@@ -900,14 +963,14 @@ impl<A: HashedApplication> InlineLink<A> {
             engine: None,
             ready: VecDeque::new(),
             spare: Vec::new(),
-            forwarded: LogPosition(0),
+            forwarder: Forwarder::new(LogPosition(0)),
             error: None,
         }
     }
 
     /// Puts `engine` behind the link; it has applied everything below its position.
     pub fn place(&mut self, engine: ServiceEngine<A>) {
-        self.forwarded = LogPosition(engine.applied());
+        self.forwarder = Forwarder::new(LogPosition(engine.applied()));
         self.engine = Some(engine);
     }
 
@@ -929,14 +992,14 @@ impl<A: HashedApplication> InlineLink<A> {
         applied: LogPosition,
         commit: LogPosition,
     ) {
-        let mut forwarded = self.forwarded.max(applied);
+        let mut forwarder = self.forwarder;
         let mut msg = Vec::new();
-        forward_committed(log, &mut forwarded, commit, 64 << 10, |position, frames| {
+        forwarder.forward(log, applied, commit, 64 << 10, |position, frames| {
             encode_frames(&mut msg, position, frames);
             self.send(&msg);
             true
         });
-        self.forwarded = forwarded;
+        self.forwarder = forwarder;
     }
 
     fn handle(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
@@ -1144,12 +1207,15 @@ impl<A: HashedApplication, L: ServiceLink> Application for SplitApp<A, L> {
     fn apply_limit(&mut self) -> u64 {
         self.as_app().apply_limit()
     }
+    fn failed(&self) -> bool {
+        matches!(self, Self::Remote(r) if r.failed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::frame::{EntryType, FrameHeader, encode_frame};
+    use crate::codec::frame::{FrameHeader, encode_frame};
     use crate::consensus::state::Limits;
     use crate::consensus::types::Term;
 
@@ -1174,16 +1240,16 @@ mod tests {
         let base = LogPosition(1000);
         assert_eq!(
             committed_prefix(base, &frames, LogPosition(1000 + first)),
-            (LogPosition(1000 + first), first as usize)
+            (LogPosition(1000 + first), first as usize, false)
         );
         assert_eq!(
             committed_prefix(base, &frames, LogPosition(1000 + first - 1)),
-            (base, 0)
+            (base, 0, false)
         );
         let all = frames.len() as u64;
         assert_eq!(
             committed_prefix(base, &frames, LogPosition(u64::MAX)),
-            (LogPosition(1000 + all), all as usize)
+            (LogPosition(1000 + all), all as usize, false)
         );
     }
 

@@ -71,10 +71,12 @@ use super::net::{NodeNetwork, client_addr, socket_addr};
 use super::network_agent::{MemberLinks, NetworkAgent, Waker};
 use super::pipe::Endpoint;
 use super::service_agent::{PipeLink, ServiceAgent, ServiceLinks};
-use crate::container::remote::{HashedApplication, SplitApp, encode_frames, forward_committed};
+use crate::container::remote::{Forwarder, HashedApplication, SplitApp, encode_frames};
 
-/// `dedicated`: committed bytes handed to the service agent per message, at most.
-const FORWARD_BYTES: usize = 64 << 10;
+/// `dedicated`: committed bytes handed to the service agent per message, at most (below the
+/// pipe's retained buffer size, so its buffers keep their capacity; a single larger frame
+/// goes alone).
+const FORWARD_BYTES: usize = 12 << 10;
 
 /// A function computing a hash of the service's state (for cross-member comparison).
 pub type StateHash<S> = Box<dyn Fn(&S) -> u64 + Send>;
@@ -296,8 +298,8 @@ struct Inner<F: ServiceFactory> {
     /// `dedicated`: the links to the service agent (the service moves there once the core
     /// has started).
     service: Option<Arc<ServiceLinks<F>>>,
-    /// `dedicated`: committed frames below here were handed to the service agent.
-    forwarded: LogPosition,
+    /// `dedicated`: hands committed frames to the service agent.
+    forwarder: Forwarder,
     /// `(snapshot position, own state hash)` for the newest snapshots taken here, oldest
     /// first (compared with the leader's `StateHash` entries).
     snapshot_hashes: VecDeque<(u64, u64)>,
@@ -478,7 +480,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
                     taken: VecDeque::new(),
                 }),
                 service: None,
-                forwarded: LogPosition(0),
+                forwarder: Forwarder::new(LogPosition(0)),
                 snapshot_hashes: VecDeque::new(),
                 files: opened.files,
                 rejoin_marker,
@@ -1116,7 +1118,7 @@ impl<F: ServiceFactory> Inner<F> {
         self.app.split(&self.core, link, |engine, _| {
             *links.handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine);
         });
-        self.forwarded = self.core.applied_position();
+        self.forwarder = Forwarder::new(self.core.applied_position());
     }
 
     /// `dedicated`: hands newly committed frames to the service agent and applies what it
@@ -1125,14 +1127,11 @@ impl<F: ServiceFactory> Inner<F> {
         let NodeApp::Remote(remote) = &mut self.app else {
             return 0;
         };
-        // After a snapshot install the service restarted there.
-        self.forwarded = self.forwarded.max(self.core.applied_position());
-        let commit = self.core.commit_position();
         let link = remote.link_mut();
-        let mut work = forward_committed(
+        let mut work = self.forwarder.forward(
             self.core.log(),
-            &mut self.forwarded,
-            commit,
+            self.core.applied_position(),
+            self.core.commit_position(),
             FORWARD_BYTES,
             |position, frames| link.send_frames(|buf| encode_frames(buf, position, frames)),
         );
@@ -1271,6 +1270,9 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
 
     fn on_close(&mut self) {
         if let Some(inner) = self.inner.as_mut() {
+            if let SplitApp::Remote(remote) = &mut inner.app {
+                remote.link_mut().flush_before_close();
+            }
             inner.publish(&self.shared);
             inner.complete_operator();
             if let Some(req) = inner.stop_request.take() {

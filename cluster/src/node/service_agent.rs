@@ -30,8 +30,13 @@ use super::pipe::{Endpoint, MessagePipe};
 const SERVICE_PIPE_MESSAGES: usize = 256;
 /// Initial bytes of each buffer.
 const SERVICE_PIPE_BYTES: usize = 4096;
-/// A batch is sent once it holds this much (more frames wait for the next one).
-const BATCH_SEND_BYTES: usize = 32 << 10;
+/// A batch is sent once it holds this much (more frames wait for the next one). Below the
+/// pipe's retained buffer size, so a busy pipe's buffers keep their capacity (a batch that
+/// holds a large reply or snapshot is the rare exception).
+const BATCH_SEND_BYTES: usize = 8 << 10;
+/// How long the consensus agent, closing, waits for the service agent to take what it still
+/// has to send (the termination among it).
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Messages from the consensus agent handled per duty cycle, at most.
 const MESSAGES_PER_CYCLE: usize = 64;
 /// How long the consensus agent waits for the service to restart from a snapshot.
@@ -141,6 +146,18 @@ impl<F: ServiceFactory> PipeLink<F> {
         }
     }
 
+    /// The consensus agent is closing: waits (a bounded time) until the service agent took
+    /// what still waits in the backlog (the termination, typically), and wakes it.
+    pub(crate) fn flush_before_close(&mut self) {
+        let deadline = Instant::now() + CLOSE_FLUSH_TIMEOUT;
+        while !self.drain_backlog() && !self.service_closed() && Instant::now() < deadline {
+            self.waker.wake(&self.links.service_thread);
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.queued = true;
+        self.wake();
+    }
+
     /// Whether the service agent has stopped.
     pub(crate) fn service_closed(&self) -> bool {
         self.links.service_closed.load(Ordering::Acquire)
@@ -165,6 +182,14 @@ impl<F: ServiceFactory> ServiceLink for PipeLink<F> {
     }
 
     fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        // What was queued for the service before the restart is moot (frames below the
+        // snapshot; role changes, the restart carries the role): take it back rather than
+        // have the service apply it first. The queue is multi-consumer safe; whatever the
+        // service took meanwhile it applies, and its answers are discarded below.
+        self.backlog.clear();
+        while let Some(m) = self.links.to_service.poll() {
+            self.links.to_service.recycle(m.bytes);
+        }
         self.send(msg);
         let deadline = Instant::now() + RESTART_TIMEOUT;
         loop {
@@ -208,6 +233,10 @@ pub struct ServiceAgent<F: ServiceFactory> {
     hashed_at: u64,
     failed: Option<String>,
     terminated: bool,
+    /// Inside `do_work` (still set in `on_close` if the service panicked there).
+    in_work: bool,
+    /// The member was killed (a crash: the service gets no goodbye).
+    killed: bool,
 }
 
 impl<F: ServiceFactory> std::fmt::Debug for ServiceAgent<F> {
@@ -240,6 +269,37 @@ impl<F: ServiceFactory> ServiceAgent<F> {
             hashed_at: u64::MAX,
             failed: None,
             terminated: false,
+            in_work: false,
+            killed: false,
+        }
+    }
+
+    /// Closing after the consensus agent: handles what it sent and this agent has not taken
+    /// yet (its termination, typically), as the in-line service would have had it; effects
+    /// are dropped, nobody replays them any more.
+    fn drain_on_close(&mut self) {
+        if self.engine.is_none() {
+            self.engine = self
+                .links
+                .handover
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        let mut scratch = self.batch.take().unwrap_or_default();
+        while !engine.is_terminated() {
+            let Some(msg) = self.links.to_service.poll() else {
+                break;
+            };
+            scratch.clear();
+            let handled = engine.handle(&msg.bytes, &mut scratch);
+            self.links.to_service.recycle(msg.bytes);
+            if handled.is_err() {
+                break;
+            }
         }
     }
 
@@ -301,6 +361,28 @@ impl<F: ServiceFactory> ServiceAgent<F> {
         n
     }
 
+    fn work(&mut self) -> usize {
+        if self.engine.is_none() {
+            let taken = self
+                .links
+                .handover
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match taken {
+                Some(engine) => self.engine = Some(engine),
+                None => return 0,
+            }
+        }
+        let mut work = self.apply();
+        let now = self.epoch.elapsed().as_nanos() as i64;
+        if let Some(engine) = self.engine.as_mut() {
+            work += engine.app_mut().container.do_background_work(now);
+        }
+        self.publish_hash();
+        work
+    }
+
     fn publish_hash(&mut self) {
         let now = self.epoch.elapsed().as_nanos() as i64;
         if now - self.last_publish_ns < 1_000_000 {
@@ -333,26 +415,12 @@ impl<F: ServiceFactory> Agent for ServiceAgent<F> {
             // A crash: drop the service without a goodbye.
             self.engine = None;
             self.terminated = true;
+            self.killed = true;
             return 0;
         }
-        if self.engine.is_none() {
-            let taken = self
-                .links
-                .handover
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            match taken {
-                Some(engine) => self.engine = Some(engine),
-                None => return 0,
-            }
-        }
-        let mut work = self.apply();
-        let now = self.epoch.elapsed().as_nanos() as i64;
-        if let Some(engine) = self.engine.as_mut() {
-            work += engine.app_mut().container.do_background_work(now);
-        }
-        self.publish_hash();
+        self.in_work = true;
+        let work = self.work();
+        self.in_work = false;
         work
     }
 
@@ -365,9 +433,13 @@ impl<F: ServiceFactory> Agent for ServiceAgent<F> {
     }
 
     fn on_close(&mut self) {
-        self.engine = None;
+        // First, so the consensus agent stops whatever the service does in its close.
         self.links.service_closed.store(true, Ordering::Release);
         self.waker.wake(&self.member.consensus_thread);
+        if !self.killed && !self.in_work && !self.member.kill.load(Ordering::Acquire) {
+            self.drain_on_close();
+        }
+        self.engine = None;
     }
 
     fn role_name(&self) -> &str {

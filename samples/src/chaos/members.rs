@@ -40,6 +40,8 @@ pub struct Launch {
     pub members: String,
     /// Election timeout.
     pub election_timeout_ms: u64,
+    /// Members' threading mode (`shared` or `dedicated`).
+    pub threading: String,
 }
 
 #[derive(Debug)]
@@ -165,6 +167,8 @@ impl Members {
             &(l.election_timeout_ms / 10).max(1).to_string(),
             "--idle",
             "backoff",
+            "--threading",
+            &l.threading,
             "--segment-len-bytes",
             &SEGMENT_BYTES.to_string(),
             "--state-hash",

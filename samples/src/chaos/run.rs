@@ -59,6 +59,10 @@ pub struct ChaosArgs {
     /// The members' election timeout (heartbeat: a tenth).
     #[arg(long, default_value_t = 500)]
     pub election_timeout_ms: u64,
+    /// Members' threading mode: `shared` (one thread each) or `dedicated` (network,
+    /// consensus and service agents on threads of their own), idling with `backoff`.
+    #[arg(long, default_value = "shared", value_parser = ["shared", "dedicated"])]
+    pub threading: String,
     /// Directory of the `kv-store` and `matching-engine` binaries (default: this binary's).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
@@ -618,6 +622,7 @@ fn run_inner(args: &ChaosArgs) -> Result<bool> {
             bin,
             members: net.members_list(),
             election_timeout_ms: args.election_timeout_ms,
+            threading: args.threading.clone(),
         },
     )?;
     let proxy = Proxy::start(&net, args.seed)?;

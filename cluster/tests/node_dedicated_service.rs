@@ -1,10 +1,13 @@
-//! `dedicated` threading: a panic in the user's service, on the service agent's thread, stops
-//! the member with an error (nothing is applied past it) and every one of its agent threads
-//! ends by itself (alone in its test binary, so the process's threads are its own).
+//! `dedicated` threading, the service on its own thread: a graceful stop calls the service's
+//! `on_terminate` as the in-line service's would be; a panic in the user's service stops the
+//! member with an error (nothing is applied past it) and every one of its agent threads ends
+//! by itself. The tests take turns (they count the process's threads).
 
 #[path = "node_common/mod.rs"]
 mod common;
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -28,7 +31,13 @@ fn agent_threads() -> usize {
         .count()
 }
 
-/// The echo service, but a message `boom` panics.
+/// One test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Calls of `on_terminate`, all services of the process.
+static TERMINATED: AtomicU32 = AtomicU32::new(0);
+
+/// The echo service, but a message `boom` panics; counts `on_terminate` calls.
 #[derive(Debug, Default)]
 struct Fragile(Echo);
 
@@ -72,12 +81,39 @@ impl ClusteredService for Fragile {
         self.0.on_new_leadership_term_event(c, e);
     }
     fn on_terminate(&mut self, c: &mut dyn Cluster) {
+        TERMINATED.fetch_add(1, Ordering::SeqCst);
         self.0.on_terminate(c);
     }
 }
 
 #[test]
+fn a_graceful_stop_terminates_the_service_in_every_mode() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for threading in [ThreadingMode::Shared, ThreadingMode::Dedicated] {
+        for round in 0..5 {
+            TERMINATED.store(0, Ordering::SeqCst);
+            let root = tempfile::tempdir().unwrap();
+            let members = free_members(1);
+            let mut cfg = config(0, &members, root.path());
+            cfg.threading = threading;
+            let node = ClusterNode::launch(cfg, Fragile::default).unwrap();
+            wait_for("leadership", Duration::from_secs(20), || {
+                (node.role() == Role::Leader).then_some(())
+            });
+            node.stop(Duration::from_secs(10)).unwrap();
+            assert_eq!(
+                TERMINATED.load(Ordering::SeqCst),
+                1,
+                "{threading:?}, round {round}: on_terminate calls"
+            );
+            assert_eq!(agent_threads(), 0);
+        }
+    }
+}
+
+#[test]
 fn a_panicking_service_stops_the_member_and_all_its_threads() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let root = tempfile::tempdir().unwrap();
     let members = free_members(1);
     let mut cfg = config(0, &members, root.path());
