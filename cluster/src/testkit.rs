@@ -341,7 +341,7 @@ impl TestCluster {
         core.start(self.now_ns, &mut n.app, &mut n.out);
         if self.mode == ServiceMode::Remote {
             // As a node does once its core has started: the service moves behind the link.
-            n.app.split_in_line(&core);
+            n.app.split_in_line(&core, InlineLink::new());
         }
         n.core = Some(core);
     }
@@ -354,7 +354,7 @@ impl TestCluster {
     fn pump(&mut self, i: u32) {
         let n = &mut self.nodes[i as usize];
         if let Some(core) = n.core.as_mut()
-            && let Some(e) = n.app.pump(core, &mut n.out)
+            && let Some(e) = n.app.pump(core, &mut n.out, usize::MAX)
         {
             panic!("member {i}: {e}");
         }

@@ -945,11 +945,15 @@ impl Forwarder {
     }
 }
 
-/// A [`ServiceLink`] with the engine on the caller's thread: every message is handled when
-/// sent. For deterministic tests of the split (the test kit's remote mode) and tools.
+/// A [`ServiceLink`] with the engine on the caller's thread, for deterministic tests of the
+/// split (the test kit's remote mode, the simulator's). Every message is handled when sent,
+/// or, [`InlineLink::lagging`], held until [`InlineLink::release`] lets the engine take it:
+/// the engine then lags the core as a thread of its own would.
 #[derive(Debug)]
 pub struct InlineLink<A> {
     engine: Option<ServiceEngine<A>>,
+    /// Lagging: messages the engine has not taken yet.
+    held: Option<VecDeque<Vec<u8>>>,
     ready: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     forwarder: Forwarder,
@@ -961,10 +965,31 @@ impl<A: HashedApplication> InlineLink<A> {
     pub fn new() -> Self {
         Self {
             engine: None,
+            held: None,
             ready: VecDeque::new(),
             spare: Vec::new(),
             forwarder: Forwarder::new(LogPosition(0)),
             error: None,
+        }
+    }
+
+    /// A link whose engine takes messages only when released.
+    pub fn lagging() -> Self {
+        Self {
+            held: Some(VecDeque::new()),
+            ..Self::new()
+        }
+    }
+
+    /// Lagging: lets the engine take up to `n` of the messages held for it, oldest first.
+    pub fn release(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(msg) = self.held.as_mut().and_then(VecDeque::pop_front) else {
+                return;
+            };
+            if let Some(batch) = self.handle(&msg) {
+                self.ready.push_back(batch);
+            }
         }
     }
 
@@ -1043,11 +1068,17 @@ impl<A: HashedApplication> ServiceLink for InlineLink<A> {
         self.spare.push(batch);
     }
     fn send(&mut self, msg: &[u8]) {
-        if let Some(batch) = self.handle(msg) {
+        if let Some(held) = self.held.as_mut() {
+            held.push_back(msg.to_vec());
+        } else if let Some(batch) = self.handle(msg) {
             self.ready.push_back(batch);
         }
     }
     fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        // As the node's link: what was queued before the restart is taken back.
+        if let Some(held) = self.held.as_mut() {
+            held.clear();
+        }
         self.spare.extend(self.ready.drain(..));
         self.handle(msg)
             .ok_or_else(|| "the engine did not answer the restart".to_owned())
@@ -1106,9 +1137,14 @@ impl<A: HashedApplication, L: ServiceLink> SplitApp<A, L> {
 }
 
 impl<A: HashedApplication> SplitApp<A, InlineLink<A>> {
-    /// Splits in line (see [`SplitApp::split`]): the engine runs behind an [`InlineLink`].
-    pub fn split_in_line<S: LogStore>(&mut self, core: &crate::consensus::Consensus<S>) -> bool {
-        self.split(core, InlineLink::new(), |engine, link| link.place(engine))
+    /// Splits in line (see [`SplitApp::split`]): the engine runs behind `link`, a new
+    /// [`InlineLink`] (lagging or not).
+    pub fn split_in_line<S: LogStore>(
+        &mut self,
+        core: &crate::consensus::Consensus<S>,
+        link: InlineLink<A>,
+    ) -> bool {
+        self.split(core, link, |engine, link| link.place(engine))
     }
 
     /// The service application, wherever it runs.
@@ -1127,19 +1163,21 @@ impl<A: HashedApplication> SplitApp<A, InlineLink<A>> {
         }
     }
 
-    /// Split in line: hands the engine the newly committed frames of `core`, then has the core
-    /// apply what the engine applied. Returns the first error of the split, if any.
+    /// Split in line: hands the engine the newly committed frames of `core`, lets it take up
+    /// to `release` held messages (a lagging link), then has the core apply what the engine
+    /// applied. Returns the first error of the split, if any.
     pub fn pump<S: LogStore>(
         &mut self,
         core: &mut crate::consensus::Consensus<S>,
         out: &mut crate::consensus::Outbox,
+        release: usize,
     ) -> Option<String> {
         let Self::Remote(remote) = self else {
             return None;
         };
-        remote
-            .link_mut()
-            .forward(core.log(), core.applied_position(), core.commit_position());
+        let link = remote.link_mut();
+        link.forward(core.log(), core.applied_position(), core.commit_position());
+        link.release(release);
         core.handle(crate::consensus::Input::Apply, self, out);
         let Self::Remote(remote) = self else {
             return None;

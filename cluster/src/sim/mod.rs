@@ -45,7 +45,8 @@ pub struct SimOptions {
     pub bugs: BugFlags,
     /// Run every member's service split as in the `dedicated` threading mode: a service
     /// engine applies committed frames and records the service's effects, the core replays
-    /// them ([`crate::container::remote`]); the engine is run after every input.
+    /// them ([`crate::container::remote`]). The engine lags the core as a thread would: after
+    /// each input it takes a random number (0 to 2) of the messages held for it.
     pub remote_service: bool,
 }
 

@@ -12,6 +12,7 @@ use crate::consensus::{
 };
 use tandem_service_api::Role;
 
+use crate::container::remote::InlineLink;
 use crate::sim::SimOptions;
 use crate::sim::app::{RecordingApp, SimApp};
 use crate::sim::client::{Client, ClientEvent};
@@ -233,7 +234,7 @@ impl World {
         self.committed.restart(i, snap_pos);
         core.start(local, &mut m.app, &mut m.out);
         if self.opts.remote_service {
-            m.app.split_in_line(&core);
+            m.app.split_in_line(&core, InlineLink::lagging());
         }
         m.core = Some(core);
         self.trace.num(b'S', i as u64);
@@ -247,7 +248,7 @@ impl World {
             return Ok(());
         };
         core.handle(input, &mut m.app, &mut m.out);
-        if let Some(e) = m.app.pump(core, &mut m.out) {
+        if let Some(e) = m.app.pump(core, &mut m.out, self.rng.below(3) as usize) {
             return Err(Violation::new(SPLIT_PROPERTY, format!("member {i}: {e}")));
         }
         self.stats.inputs += 1;
@@ -282,7 +283,7 @@ impl World {
                 return Ok(());
             };
             core.handle(input, &mut m.app, &mut m.out);
-            if let Some(e) = m.app.pump(core, &mut m.out) {
+            if let Some(e) = m.app.pump(core, &mut m.out, self.rng.below(3) as usize) {
                 return Err(Violation::new(SPLIT_PROPERTY, format!("member {i}: {e}")));
             }
             self.stats.inputs += 1;
