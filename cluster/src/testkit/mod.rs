@@ -5,6 +5,8 @@
 //! It is not the simulator (no latency, loss, reordering or disk faults); it shows the core and
 //! the container working end to end, and is small enough to read.
 
+pub mod node;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
