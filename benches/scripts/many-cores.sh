@@ -8,7 +8,8 @@
 #   CLUSTER_BENCH  a release cluster-bench built with `--features peer-openraft,peer-aeron`
 #   OUT_DIR        where the JSON, .hgrm, .svg and logs go (the summary is standard output)
 # Environment: DUR (measured seconds of the main runs, default 20), SHORT (of the others,
-# default 10), BUDGET (seconds after which no further run starts, default 540).
+# default 10), BUDGET (seconds after which no further run starts, default 540), ONLY (a
+# bash regular expression: only the runs whose name matches, e.g. `openraft`).
 #
 # Cores: one logical CPU per physical core (no two spinning threads on hyperthread
 # siblings), skipping the physical core of CPU 0; dedicated threading takes 7 of them
@@ -58,6 +59,9 @@ run() {
     local name=$1 expect=$2
     shift 2
     local now=$(( $(date +%s) - T0 ))
+    if [ -n "${ONLY:-}" ] && ! [[ $name =~ $ONLY ]]; then
+        return
+    fi
     echo
     echo "== $name (t=${now}s): cluster-bench $*"
     if [ $(( now + expect )) -gt "$BUDGET" ]; then
