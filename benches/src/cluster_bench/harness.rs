@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tandem_cluster::agent::{
-    Agent, AgentInvoker, CompositeAgent, CoreList, Idle, IdleStrategy, ThreadingMode,
+    Agent, AgentInvoker, CompositeAgent, Idle, IdleStrategy, ThreadingMode,
 };
 use tandem_cluster::control::{Action, ActionResult, ControlFile, MemberRole, RequestId};
 use tandem_cluster::node::{
@@ -93,7 +93,7 @@ pub fn node_config(s: &Settings, id: u32, members: &str, dir: &Path) -> Result<N
     c.fsync = s.fsync;
     c.segment_len_bytes = s.segment_len_bytes;
     c.bootstrap = true;
-    c.cores = s.core(id as usize).map(|core| CoreList::from(vec![core]));
+    c.cores = s.member_cores(id);
     c.validate()?;
     Ok(c)
 }
@@ -511,8 +511,8 @@ fn spawn_members(
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        if let Some(core) = s.core(i as usize) {
-            cmd.args(["--cores", &core.to_string()]);
+        if let Some(cores) = s.member_cores(i) {
+            cmd.args(["--cores", &cores.to_string()]);
         }
         let child = cmd.spawn().map_err(|e| BenchError::Member {
             member: i,

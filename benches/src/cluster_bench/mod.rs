@@ -53,7 +53,7 @@ pub mod run;
 
 use std::path::{Path, PathBuf};
 
-use tandem_cluster::agent::{ThreadingMode, pin_current_thread};
+use tandem_cluster::agent::pin_current_thread;
 
 pub use config::{BenchArgs, Cli, Command, Mode, PeerKind, Settings, TransportKind};
 pub use error::{BenchError, Result};
@@ -107,12 +107,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// # Errors
 /// See [`BenchError`].
 pub fn run_bench(s: &Settings) -> Result<Report> {
-    let own_core = if s.threading == ThreadingMode::Cluster {
-        s.core(0)
-    } else {
-        s.core(s.cluster_size as usize)
-    };
-    if let Some(core) = own_core {
+    if let Some(core) = s.bench_core() {
         pin_current_thread(core)?;
     }
     eprintln!(

@@ -107,7 +107,8 @@ pub struct ConfigReport {
 /// The machine the run was on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
-    /// Logical CPUs available to the process.
+    /// Logical CPUs of the machine (from /proc/cpuinfo; the process's own allowed CPUs
+    /// where that cannot be read — after `--cores` pinned this thread, that would be 1).
     pub cpus: usize,
     /// CPU model (from /proc/cpuinfo).
     pub cpu_model: Option<String>,
@@ -119,17 +120,27 @@ impl Machine {
     /// This machine.
     #[must_use]
     pub fn here() -> Self {
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok();
+        let cpu_model = cpuinfo.as_deref().and_then(|t| {
             t.lines()
                 .find(|l| l.starts_with("model name"))
                 .and_then(|l| l.split_once(':'))
                 .map(|(_, m)| m.trim().to_owned())
         });
+        let listed = cpuinfo.as_deref().map_or(0, |t| {
+            t.lines()
+                .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+                .count()
+        });
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .map(|k| k.trim().to_owned());
         Self {
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            cpus: if listed > 0 {
+                listed
+            } else {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            },
             cpu_model,
             kernel,
         }
@@ -533,5 +544,20 @@ impl Report {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_counts_the_machines_cpus_not_the_threads_allowed_ones() {
+        let m = Machine::here();
+        let allowed = std::thread::available_parallelism().map_or(1, usize::from);
+        assert!(m.cpus >= allowed, "{} < {allowed}", m.cpus);
+        if std::path::Path::new("/proc/cpuinfo").exists() {
+            assert!(m.cpu_model.is_some() || std::env::consts::ARCH != "x86_64");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! Both are shared handles over a mutex; the runtime is single-threaded, so the lock is never
 //! contended and never held across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::io::{self, Cursor};
 use std::ops::RangeBounds;
@@ -25,6 +25,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Purged entries freed per entry appended (see [`LogData::garbage`]).
+const FREED_PER_APPENDED: usize = 2;
+
 #[derive(Debug, Default)]
 struct LogData {
     vote: Option<Vote<u64>>,
@@ -32,6 +35,34 @@ struct LogData {
     last_purged: Option<LogId<u64>>,
     /// Entries by log index, all after `last_purged`.
     entries: BTreeMap<u64, Entry<Echo>>,
+    /// Purged entries not yet freed, oldest purge first. Freeing the ~100 K entries of one
+    /// purge at once takes about 10 ms, during which the one runtime thread — all three
+    /// members — would stop; instead every append frees [`FREED_PER_APPENDED`] of them per
+    /// entry it appends, so the same work is spread evenly and the garbage is gone long
+    /// before the next purge.
+    garbage: VecDeque<BTreeMap<u64, Entry<Echo>>>,
+}
+
+impl LogData {
+    /// Frees up to `budget` purged entries, oldest first.
+    fn free_garbage(&mut self, mut budget: usize) {
+        while budget > 0 {
+            let Some(oldest) = self.garbage.front_mut() else {
+                return;
+            };
+            if oldest.pop_first().is_some() {
+                budget -= 1;
+            } else {
+                self.garbage.pop_front();
+            }
+        }
+    }
+
+    /// Purged entries not yet freed.
+    #[cfg(test)]
+    fn garbage_len(&self) -> usize {
+        self.garbage.iter().map(BTreeMap::len).sum()
+    }
 }
 
 /// One member's Raft log, in memory. Clones share the same log (the log reader is a clone).
@@ -102,9 +133,12 @@ impl RaftLogStorage<Echo> for LogStore {
     {
         {
             let mut log = lock(&self.inner);
+            let mut appended = 0;
             for entry in entries {
                 log.entries.insert(entry.log_id.index, entry);
+                appended += 1;
             }
+            log.free_garbage(appended * FREED_PER_APPENDED);
         }
         // No fsync: the entries are "durable" as soon as they are in memory.
         callback.log_io_completed(Ok(()));
@@ -122,7 +156,10 @@ impl RaftLogStorage<Echo> for LogStore {
         let mut log = lock(&self.inner);
         debug_assert!(log.last_purged <= Some(log_id), "purge moves backwards");
         let kept = log.entries.split_off(&(log_id.index + 1));
-        log.entries = kept;
+        let purged = std::mem::replace(&mut log.entries, kept);
+        if !purged.is_empty() {
+            log.garbage.push_back(purged);
+        }
         log.last_purged = Some(log_id);
         Ok(())
     }
@@ -264,5 +301,52 @@ impl RaftStateMachine<Echo> for EchoMachine {
             meta: s.meta.clone(),
             snapshot: Box::new(Cursor::new(s.data.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ::openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry<Echo> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(index.to_le_bytes().to_vec()),
+        }
+    }
+
+    /// A purge hides the entries at once; their freeing is spread over later appends.
+    #[test]
+    fn purged_entries_are_hidden_at_once_and_freed_bit_by_bit() {
+        let mut store = LogStore::default();
+        {
+            let mut log = lock(&store.inner);
+            for i in 1..=10 {
+                log.entries.insert(i, entry(i));
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(store.purge(entry(7).log_id)).expect("purge");
+        let (state, visible) = rt.block_on(async {
+            let state = store.get_log_state().await.expect("log state");
+            let visible = store.try_get_log_entries(0..100).await.expect("entries");
+            (state, visible)
+        });
+        assert_eq!(state.last_purged_log_id, Some(entry(7).log_id));
+        assert_eq!(state.last_log_id, Some(entry(10).log_id));
+        let indexes: Vec<u64> = visible.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, [8, 9, 10]);
+
+        let mut log = lock(&store.inner);
+        assert_eq!(log.garbage_len(), 7);
+        log.free_garbage(3);
+        assert_eq!(log.garbage_len(), 4);
+        log.free_garbage(100);
+        assert_eq!(log.garbage_len(), 0);
+        assert!(log.garbage.is_empty());
     }
 }
