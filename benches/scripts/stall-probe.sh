@@ -13,9 +13,9 @@ DUR=${DUR:-15}
 mkdir -p "$OUT"
 date -u +%Y-%m-%dT%H:%M:%SZ
 uptime
-CORES=$(lscpu -p=CPU,CORE | grep -v '^#' | awk -F, '!seen[$2]++ {print $1}' | tail -n +2 | head -7 | paste -sd,)
-if [ "$(echo "$CORES" | tr ',' '\n' | grep -c .)" -lt 7 ]; then
-    CORES=1,2,3,4,5,6,7
+CORES=$(lscpu -p=CPU,CORE | grep -v '^#' | awk -F, '!seen[$2]++ {print $1}' | tail -n +2 | head -10 | paste -sd,)
+if [ "$(echo "$CORES" | tr ',' '\n' | grep -c .)" -lt 10 ]; then
+    CORES=1,2,3,4,5,6,7,8,9,10
 fi
 DIRS=/dev/shm/tandem-probe
 echo "cores $CORES, member directories under $DIRS"

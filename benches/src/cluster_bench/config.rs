@@ -195,8 +195,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "std", value_parser = parse_io)]
     pub io: IoMode,
     /// Threading mode: cluster (one thread drives every member and the clients), shared (one
-    /// thread per member), dedicated (two threads per member: network, consensus). Default:
-    /// cluster, or shared with --processes.
+    /// thread per member), dedicated (three threads per member: network, consensus,
+    /// service). Default: cluster, or shared with --processes.
     #[arg(long, value_parser = parse_threading)]
     pub threading: Option<ThreadingMode>,
     /// Each member in its own OS process (udp only; shared or dedicated threading).
@@ -206,8 +206,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "backoff", value_parser = parse_idle)]
     pub idle: String,
     /// Cores to pin to, e.g. `0-3`: members take the first ones in order (one each with
-    /// shared threading, two each with dedicated: network then consensus), the client thread
-    /// the next (with cluster threading: the one thread takes the first).
+    /// shared threading, three each with dedicated: network, consensus, service), the client
+    /// thread the next (with cluster threading: the one thread takes the first).
     #[arg(long, value_parser = parse_cores)]
     pub cores: Option<CoreList>,
     /// Log durability: none, batch, every.
@@ -434,18 +434,18 @@ impl Settings {
         self.cores.as_ref().and_then(|c| c.get(index))
     }
 
-    /// Threads of one member that take a core of their own: two with dedicated threading
-    /// (network, consensus), one otherwise.
+    /// Threads of one member that take a core of their own: three with dedicated threading
+    /// (network, consensus, service), one otherwise.
     #[must_use]
     pub fn threads_per_member(&self) -> usize {
         match self.threading {
-            ThreadingMode::Dedicated => 2,
+            ThreadingMode::Dedicated => 3,
             ThreadingMode::Shared | ThreadingMode::Cluster => 1,
         }
     }
 
-    /// The cores member `id`'s threads are pinned to (in the node's order: network, then
-    /// consensus), if `--cores` names any for it.
+    /// The cores member `id`'s threads are pinned to (in the node's order: network,
+    /// consensus, service), if `--cores` names any for it.
     #[must_use]
     pub fn member_cores(&self, id: u32) -> Option<CoreList> {
         let per = self.threads_per_member();
@@ -510,22 +510,25 @@ mod tests {
     }
 
     #[test]
-    fn dedicated_members_take_two_cores_each_and_the_clients_the_next() {
+    fn dedicated_members_take_three_cores_each_and_the_clients_the_next() {
         // Core lists set directly: `--cores` is checked against this machine's cores.
         let with = |args: &[&str], cores: &[usize]| {
             let mut s = parse(args).unwrap();
             s.cores = Some(CoreList::from(cores.to_vec()));
             s
         };
-        let s = with(&["--threading", "dedicated"], &[2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(s.member_cores(0).unwrap().as_slice(), &[2, 3]);
-        assert_eq!(s.member_cores(2).unwrap().as_slice(), &[6, 7]);
-        assert_eq!(s.bench_core(), Some(8));
+        let s = with(
+            &["--threading", "dedicated"],
+            &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        );
+        assert_eq!(s.member_cores(0).unwrap().as_slice(), &[2, 3, 4]);
+        assert_eq!(s.member_cores(2).unwrap().as_slice(), &[8, 9, 10]);
+        assert_eq!(s.bench_core(), Some(11));
         let s = with(&["--threading", "shared"], &[0, 1, 2, 3]);
         assert_eq!(s.member_cores(1).unwrap().as_slice(), &[1]);
         assert_eq!(s.bench_core(), Some(3));
-        let s = with(&["--threading", "dedicated"], &[0, 1, 2]);
-        assert_eq!(s.member_cores(1).unwrap().as_slice(), &[2]);
+        let s = with(&["--threading", "dedicated"], &[0, 1, 2, 3, 4]);
+        assert_eq!(s.member_cores(1).unwrap().as_slice(), &[3, 4]);
         assert!(s.member_cores(2).is_none());
         assert_eq!(s.bench_core(), None);
         let s = with(&[], &[5]);
