@@ -55,3 +55,65 @@ pub enum CodecError {
         what: &'static str,
     },
 }
+
+/// Why a service split as in the `dedicated` threading mode ([`crate::container::remote`])
+/// cannot go on: the core's module state could no longer be trusted to equal the service's,
+/// so the member stops. A bug or a stopped service, never the result of user input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SplitError {
+    /// The core applies one callback where the engine recorded another.
+    #[error("the core applies {expected} where the service engine recorded {recorded} (at {at})")]
+    Mismatch {
+        /// The callback the core applies.
+        expected: &'static str,
+        /// The callback the engine recorded.
+        recorded: &'static str,
+        /// The log position the engine recorded it at.
+        at: u64,
+    },
+    /// The core applies a callback at another log position than the engine recorded it.
+    #[error("the core applies {callback} at {expected_at}, the service engine recorded it at {at}")]
+    Position {
+        /// The callback.
+        callback: &'static str,
+        /// Where the core applies it.
+        expected_at: u64,
+        /// Where the engine recorded it.
+        at: u64,
+    },
+    /// The core applies a callback the engine has not recorded yet.
+    #[error("no recorded {callback} to replay (the core ran ahead of the service engine)")]
+    NothingRecorded {
+        /// The callback.
+        callback: &'static str,
+    },
+    /// An effect the core cannot replay where it was recorded.
+    #[error("effect {tag} recorded in {callback}, where it cannot be replayed")]
+    Effect {
+        /// The effect's tag.
+        tag: u8,
+        /// The callback it was recorded in.
+        callback: &'static str,
+    },
+    /// Effects or input that do not decode.
+    #[error("malformed service split data: {0}")]
+    Codec(#[from] CodecError),
+    /// The engine answered with a restart nobody asked for.
+    #[error("the service engine restarted unasked")]
+    UnaskedRestart,
+    /// The engine answered a restart with something else.
+    #[error("the service engine answered a restart with no start")]
+    NoStart,
+    /// The service did not restart from a snapshot in time.
+    #[error("the service did not restart within {seconds} s")]
+    RestartTimeout {
+        /// The time allowed.
+        seconds: u64,
+    },
+    /// The service agent stopped (its thread ended: the service failed or panicked).
+    #[error("the service agent has stopped")]
+    ServiceStopped,
+    /// No engine was placed behind an in-line link.
+    #[error("no service engine placed behind the link")]
+    NoEngine,
+}

@@ -54,4 +54,4 @@ pub mod sim;
 pub mod testkit;
 pub mod transport;
 
-pub use error::CodecError;
+pub use error::{CodecError, SplitError};

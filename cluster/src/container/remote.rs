@@ -36,7 +36,6 @@ use tandem_service_api::{
     ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, OfferError, Role, SessionId,
 };
 
-use crate::CodecError;
 use crate::codec::buf::{Reader, Writer};
 use crate::codec::entry::OperatorActionPayload;
 use crate::codec::frame::{EntryType, FrameIter};
@@ -46,6 +45,7 @@ use crate::consensus::snapshot::SnapshotParts;
 use crate::consensus::state::{ApplyContext, ModuleState};
 use crate::consensus::storage::LogStore;
 use crate::consensus::types::{LogPosition, OperatorAction};
+use crate::{CodecError, SplitError};
 
 // Messages to the engine.
 const TO_FRAMES: u8 = 1;
@@ -541,8 +541,8 @@ pub trait ServiceLink {
     /// before it (they answer frames the restart makes moot).
     ///
     /// # Errors
-    /// A description, when the engine does not answer in time or has stopped.
-    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String>;
+    /// [`SplitError`] when the engine does not answer in time or has stopped.
+    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, SplitError>;
 }
 
 /// The core's side: an [`Application`] that replays what the engine recorded.
@@ -558,7 +558,7 @@ pub struct RemoteApplication<L> {
     hashes: VecDeque<u64>,
     /// The replay failed: nothing more is replayed or applied (for good).
     failed: bool,
-    error: Option<String>,
+    error: Option<SplitError>,
     msg: Vec<u8>,
 }
 
@@ -604,11 +604,11 @@ impl<L: ServiceLink> RemoteApplication<L> {
 
     /// Why the replay failed (reported once; the failure stays): the node must stop, its
     /// module state can no longer be trusted to match the service's.
-    pub fn take_error(&mut self) -> Option<String> {
+    pub fn take_error(&mut self) -> Option<SplitError> {
         self.error.take()
     }
 
-    fn fail(&mut self, what: String) {
+    fn fail(&mut self, what: SplitError) {
         if !self.failed {
             self.failed = true;
             self.error = Some(what);
@@ -626,11 +626,11 @@ impl<L: ServiceLink> RemoteApplication<L> {
                     self.batches.push_back(batch);
                 }
                 Ok((true, _)) => {
-                    self.fail("the service engine restarted unasked".into());
+                    self.fail(SplitError::UnaskedRestart);
                     self.link.recycle(batch);
                 }
                 Err(e) => {
-                    self.fail(format!("effect batch: {e}"));
+                    self.fail(e.into());
                     self.link.recycle(batch);
                 }
             }
@@ -664,10 +664,9 @@ impl<L: ServiceLink> RemoteApplication<L> {
             return;
         }
         let Some(bytes) = self.front() else {
-            self.fail(format!(
-                "no recorded {} to replay (the core ran ahead of the service engine)",
-                callback_name(callback)
-            ));
+            self.fail(SplitError::NothingRecorded {
+                callback: callback_name(callback),
+            });
             return;
         };
         let mut r = Reader::new(bytes, "effect group");
@@ -714,10 +713,10 @@ impl<L: ServiceLink> RemoteApplication<L> {
                 }
                 _ => {
                     self.link.recycle(batch);
-                    self.fail("the service engine answered a restart with no start".into());
+                    self.fail(SplitError::NoStart);
                 }
             },
-            Err(what) => self.fail(format!("service restart: {what}")),
+            Err(e) => self.fail(e),
         }
     }
 }
@@ -729,27 +728,32 @@ fn replay_group(
     position: Option<u64>,
     mut cluster: Option<&mut dyn Cluster>,
     mut snapshot: Option<&mut Vec<u8>>,
-) -> Result<Option<u64>, String> {
-    let codec = |e: CodecError| format!("effect group: {e}");
-    let recorded = r.u8().map_err(codec)?;
-    let at = r.u64().map_err(codec)?;
-    if recorded != callback || position.is_some_and(|p| p != at) {
-        return Err(format!(
-            "the core applies {} at {} but the service engine recorded {} at {at}",
-            callback_name(callback),
-            position.map_or_else(|| "?".into(), |p| p.to_string()),
-            callback_name(recorded)
-        ));
+) -> Result<Option<u64>, SplitError> {
+    let recorded = r.u8()?;
+    let at = r.u64()?;
+    if recorded != callback {
+        return Err(SplitError::Mismatch {
+            expected: callback_name(callback),
+            recorded: callback_name(recorded),
+            at,
+        });
+    }
+    if let Some(expected_at) = position.filter(|&p| p != at) {
+        return Err(SplitError::Position {
+            callback: callback_name(callback),
+            expected_at,
+            at,
+        });
     }
     let mut hash = None;
     loop {
-        let tag = r.u8().map_err(codec)?;
+        let tag = r.u8()?;
         match tag {
             END => return Ok(hash),
             FX_SNAPSHOT => {
-                let has = r.bool().map_err(codec)?;
-                let h = r.u64().map_err(codec)?;
-                let bytes = r.var_bytes().map_err(codec)?;
+                let has = r.bool()?;
+                let h = r.u64()?;
+                let bytes = r.var_bytes()?;
                 hash = has.then_some(h);
                 if let Some(out) = snapshot.as_deref_mut() {
                     out.extend_from_slice(bytes);
@@ -757,31 +761,37 @@ fn replay_group(
             }
             _ => {
                 let Some(c) = cluster.as_deref_mut() else {
-                    return Err(format!(
-                        "effect {tag} recorded where the core has no cluster handle"
-                    ));
+                    return Err(SplitError::Effect {
+                        tag,
+                        callback: callback_name(callback),
+                    });
                 };
                 match tag {
                     FX_SCHEDULE => {
-                        let id = r.u64().map_err(codec)?;
-                        let deadline = r.i64().map_err(codec)?;
+                        let id = r.u64()?;
+                        let deadline = r.i64()?;
                         c.schedule_timer(id, deadline);
                     }
                     FX_CANCEL => {
-                        c.cancel_timer(r.u64().map_err(codec)?);
+                        c.cancel_timer(r.u64()?);
                     }
                     FX_EGRESS => {
-                        let session = SessionId(r.u64().map_err(codec)?);
-                        let message = r.var_bytes().map_err(codec)?;
+                        let session = SessionId(r.u64()?);
+                        let message = r.var_bytes()?;
                         let _ = c.offer_egress(session, message);
                     }
                     FX_OFFER => {
-                        let _ = c.offer(r.var_bytes().map_err(codec)?);
+                        let _ = c.offer(r.var_bytes()?);
                     }
                     FX_CLOSE => {
-                        c.close_session(SessionId(r.u64().map_err(codec)?));
+                        c.close_session(SessionId(r.u64()?));
                     }
-                    other => return Err(format!("unknown effect {other}")),
+                    other => {
+                        return Err(SplitError::Effect {
+                            tag: other,
+                            callback: callback_name(callback),
+                        });
+                    }
                 }
             }
         }
@@ -957,7 +967,7 @@ pub struct InlineLink<A> {
     ready: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     forwarder: Forwarder,
-    error: Option<String>,
+    error: Option<SplitError>,
 }
 
 impl<A: HashedApplication> InlineLink<A> {
@@ -1029,7 +1039,7 @@ impl<A: HashedApplication> InlineLink<A> {
 
     fn handle(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
         let Some(engine) = self.engine.as_mut() else {
-            self.error.get_or_insert_with(|| "no engine placed".into());
+            self.error.get_or_insert(SplitError::NoEngine);
             return None;
         };
         let mut batch = self.spare.pop().unwrap_or_default();
@@ -1041,7 +1051,7 @@ impl<A: HashedApplication> InlineLink<A> {
                 None
             }
             Err(e) => {
-                self.error.get_or_insert(format!("engine input: {e}"));
+                self.error.get_or_insert(e.into());
                 self.spare.push(batch);
                 None
             }
@@ -1049,8 +1059,8 @@ impl<A: HashedApplication> InlineLink<A> {
     }
 
     /// The first malformed message the engine was sent, if any.
-    pub fn error(&self) -> Option<&str> {
-        self.error.as_deref()
+    pub fn error(&self) -> Option<&SplitError> {
+        self.error.as_ref()
     }
 }
 
@@ -1074,14 +1084,13 @@ impl<A: HashedApplication> ServiceLink for InlineLink<A> {
             self.ready.push_back(batch);
         }
     }
-    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, SplitError> {
         // As the node's link: what was queued before the restart is taken back.
         if let Some(held) = self.held.as_mut() {
             held.clear();
         }
         self.spare.extend(self.ready.drain(..));
-        self.handle(msg)
-            .ok_or_else(|| "the engine did not answer the restart".to_owned())
+        self.handle(msg).ok_or(SplitError::NoStart)
     }
 }
 
@@ -1171,7 +1180,7 @@ impl<A: HashedApplication> SplitApp<A, InlineLink<A>> {
         core: &mut crate::consensus::Consensus<S>,
         out: &mut crate::consensus::Outbox,
         release: usize,
-    ) -> Option<String> {
+    ) -> Option<SplitError> {
         let Self::Remote(remote) = self else {
             return None;
         };
@@ -1185,7 +1194,7 @@ impl<A: HashedApplication> SplitApp<A, InlineLink<A>> {
         remote
             .link()
             .error()
-            .map(str::to_owned)
+            .cloned()
             .or_else(|| remote.take_error())
     }
 
@@ -1301,8 +1310,8 @@ mod tests {
         }
         fn recycle(&mut self, _: Vec<u8>) {}
         fn send(&mut self, _: &[u8]) {}
-        fn restart(&mut self, _: &[u8]) -> Result<Vec<u8>, String> {
-            Err("no engine".into())
+        fn restart(&mut self, _: &[u8]) -> Result<Vec<u8>, SplitError> {
+            Err(SplitError::ServiceStopped)
         }
     }
 
@@ -1347,7 +1356,14 @@ mod tests {
         assert_eq!(app.apply_limit(), 64);
         replay_message_at(&mut app, 64);
         let e = app.take_error().expect("a mismatch is reported");
-        assert!(e.contains("message") && e.contains("timer event"), "{e}");
+        assert_eq!(
+            e,
+            SplitError::Mismatch {
+                expected: "message",
+                recorded: "timer event",
+                at: 64
+            }
+        );
         assert_eq!(
             app.apply_limit(),
             0,
@@ -1359,7 +1375,7 @@ mod tests {
     fn a_truncated_or_unknown_batch_is_an_error() {
         let mut app = RemoteApplication::new(Canned(VecDeque::from([vec![BATCH, 1, 2]])), 0);
         assert_eq!(app.apply_limit(), 0);
-        assert!(app.take_error().unwrap().contains("effect batch"));
+        assert!(matches!(app.take_error(), Some(SplitError::Codec(_))));
 
         let mut batch = Vec::new();
         batch.put_u8(BATCH);
@@ -1369,14 +1385,25 @@ mod tests {
         let mut app = RemoteApplication::new(Canned(VecDeque::from([batch])), 0);
         assert_eq!(app.apply_limit(), 64);
         replay_message_at(&mut app, 64);
-        assert!(app.take_error().unwrap().contains("unknown effect 42"));
+        assert_eq!(
+            app.take_error(),
+            Some(SplitError::Effect {
+                tag: 42,
+                callback: "message"
+            })
+        );
     }
 
     #[test]
     fn a_replay_with_nothing_recorded_is_an_error() {
         let mut app = RemoteApplication::new(Canned::default(), 0);
         replay_message_at(&mut app, 64);
-        assert!(app.take_error().unwrap().contains("ran ahead"));
+        assert_eq!(
+            app.take_error(),
+            Some(SplitError::NothingRecorded {
+                callback: "message"
+            })
+        );
     }
 
     #[test]
@@ -1393,7 +1420,7 @@ mod tests {
             in_log: true,
         };
         app.start(&mut ctx, None);
-        assert!(app.take_error().unwrap().contains("no engine"));
+        assert_eq!(app.take_error(), Some(SplitError::ServiceStopped));
     }
 
     #[test]

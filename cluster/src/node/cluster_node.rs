@@ -1142,12 +1142,10 @@ impl<F: ServiceFactory> Inner<F> {
             work += 1;
         }
         if let NodeApp::Remote(remote) = &mut self.app
-            && let Some(what) = remote.take_error()
+            && let Some(source) = remote.take_error()
         {
-            self.fail(format!(
-                "member {}: service replay: {what}",
-                self.cfg.member_id
-            ));
+            let member_id = self.cfg.member_id;
+            self.fail_with(Box::new(NodeError::Service { member_id, source }));
         }
         work + self.run_commands()
     }
@@ -1257,10 +1255,11 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
             && remote.link_mut().service_closed()
             && !inner.core.is_closed()
         {
-            inner.fail(format!(
-                "member {}: the service agent stopped",
-                inner.cfg.member_id
-            ));
+            let member_id = inner.cfg.member_id;
+            inner.fail_with(Box::new(NodeError::Service {
+                member_id,
+                source: crate::SplitError::ServiceStopped,
+            }));
         }
         if let Some(error) = inner.failed.take() {
             return Some(Termination::Failed(AgentError::failed("node", error)));

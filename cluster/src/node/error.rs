@@ -60,6 +60,15 @@ pub enum NodeError {
     /// node stopped (see [`crate::node::ArchiveLogStore`]).
     #[error(transparent)]
     Log(#[from] super::log_store::LogStoreError),
+    /// The service on its own thread (`dedicated`) could not go on: the node stopped.
+    #[error("member {member_id}: service: {source}")]
+    Service {
+        /// The member.
+        member_id: u32,
+        /// What went wrong.
+        #[source]
+        source: crate::SplitError,
+    },
     /// A stored snapshot could not be read back.
     #[error("snapshot at position {position} in {dir}: {reason}")]
     Snapshot {

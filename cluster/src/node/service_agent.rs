@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tandem_service_api::ServiceFactory;
 
+use crate::SplitError;
 use crate::agent::{Agent, AgentError, Termination};
 use crate::container::remote::{Handled, ServiceEngine, ServiceLink, batch_header};
 
@@ -181,7 +182,7 @@ impl<F: ServiceFactory> ServiceLink for PipeLink<F> {
         }
     }
 
-    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, SplitError> {
         // What was queued for the service before the restart is moot (frames below the
         // snapshot; role changes, the restart carries the role): take it back rather than
         // have the service apply it first. The queue is multi-consumer safe; whatever the
@@ -202,13 +203,12 @@ impl<F: ServiceFactory> ServiceLink for PipeLink<F> {
                 self.recycle(batch);
             }
             if self.service_closed() {
-                return Err("the service agent has stopped".into());
+                return Err(SplitError::ServiceStopped);
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "the service did not restart within {} s",
-                    RESTART_TIMEOUT.as_secs()
-                ));
+                return Err(SplitError::RestartTimeout {
+                    seconds: RESTART_TIMEOUT.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_micros(50));
         }
