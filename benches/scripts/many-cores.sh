@@ -12,8 +12,9 @@
 # bash regular expression: only the runs whose name matches, e.g. `openraft`).
 #
 # Cores: one logical CPU per physical core (no two spinning threads on hyperthread
-# siblings), skipping the physical core of CPU 0; dedicated threading takes 7 of them
-# (3 members x network + consensus, then the client thread), cluster threading the first.
+# siblings), skipping the physical core of CPU 0; dedicated threading takes 10 of them
+# (3 members x network + consensus + service, then the client thread), cluster threading
+# the first.
 set -u
 BIN=$1
 OUT=$2
