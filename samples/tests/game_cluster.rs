@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Harness;
+use common::{Harness, ServiceMode, Sessions, TestCluster};
 use tandem_cluster::consensus::{Config, MemberId};
 use tandem_cluster::testkit::test_config;
 use tandem_samples::game::{ActionKind, GameEvent, GameRequest, GameServer, TICK_NS};
@@ -15,10 +15,9 @@ fn config(id: MemberId, n: u32) -> Config {
     c
 }
 
-#[test]
-fn replicated_game_ticks_and_agrees() {
-    let mut h = Harness::with_config(3, GameServer::default, config);
-    let mut clients: Vec<_> = (1..=4).map(|a| h.connect(a)).collect();
+fn replicated_game_ticks_and_agrees(mode: ServiceMode) {
+    let mut h = TestCluster::with_service(3, GameServer::default, config, mode);
+    let mut clients: Vec<_> = (1..=4).map(|a| h.open_client(a)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
         let join = GameRequest::Join {
             room: (i % 2) as u32,
@@ -105,3 +104,5 @@ fn replicated_game_ticks_and_agrees() {
     let most = (h.now_ns / TICK_NS) as usize + 1;
     assert!(ticks.len() <= most, "one broadcast per tick at most");
 }
+
+tandem_cluster::in_both_service_modes!(replicated_game_ticks_and_agrees);

@@ -5,13 +5,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::Harness;
+use common::{Harness, ServiceMode, Sessions, harness};
 use tandem_samples::kv::{KvReply, KvRequest, KvStore};
 
-#[test]
-fn replicated_kv_matches_the_model() {
-    let mut h = Harness::new(3, KvStore::default);
-    let mut clients: Vec<_> = (1..=2).map(|a| h.connect(a)).collect();
+fn replicated_kv_matches_the_model(mode: ServiceMode) {
+    let mut h = harness(3, KvStore::default, mode);
+    let mut clients: Vec<_> = (1..=2).map(|a| h.open_client(a)).collect();
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut expected: Vec<Vec<KvReply>> = vec![Vec::new(), Vec::new()];
     let mut step = |h: &mut Harness<KvStore>, clients: &mut Vec<common::Client>, i: u64| {
@@ -89,3 +88,5 @@ fn replicated_kv_matches_the_model() {
     assert!(!h.service(old).is_empty());
     assert_eq!(h.service(old).state_hash(), agreed);
 }
+
+tandem_cluster::in_both_service_modes!(replicated_kv_matches_the_model);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, Harness};
+use common::{Client, Harness, ServiceMode, Sessions, harness};
 use tandem_samples::matching::{Event, MatchingEngine, NewOrderRequest, OrderKind, Request, Side};
 
 fn engine() -> MatchingEngine {
@@ -82,10 +82,9 @@ fn hash(e: &MatchingEngine) -> u32 {
     e.state_hash()
 }
 
-#[test]
-fn three_members_agree_through_failover_snapshot_and_catch_up() {
-    let mut h = Harness::new(3, engine);
-    let mut clients: Vec<Client> = (1..=3).map(|a| h.connect(a)).collect();
+fn three_members_agree_through_failover_snapshot_and_catch_up(mode: ServiceMode) {
+    let mut h = harness(3, engine, mode);
+    let mut clients: Vec<Client> = (1..=3).map(|a| h.open_client(a)).collect();
     let (mut rng, mut cloid) = (Rng(0x1234_5678), 0);
 
     burst(&mut h, &mut clients, &mut rng, &mut cloid, 60);
@@ -127,7 +126,7 @@ fn three_members_agree_through_failover_snapshot_and_catch_up() {
     burst(&mut h, &mut clients, &mut rng, &mut cloid, 10);
     h.await_acked(&mut clients);
     h.assert_same_state(hash);
-    assert!(h.nodes[wiped as usize].app.starts() >= 1);
+    assert!(h.nodes[wiped as usize].app.app().expect("started").starts() >= 1);
 
     // Every request was answered on its session, exactly once per request (the first reply to
     // each request is Accepted, Rejected, Modified or Cancelled).
@@ -161,3 +160,5 @@ fn three_members_agree_through_failover_snapshot_and_catch_up() {
         }
     }
 }
+
+tandem_cluster::in_both_service_modes!(three_members_agree_through_failover_snapshot_and_catch_up);

@@ -181,21 +181,17 @@ macro_rules! in_both_service_modes {
     };
 }
 
-/// A test member's service, in either [`ServiceMode`].
-pub type TestApp =
-    SplitApp<ServiceContainer<TestFactory>, InlineLink<ServiceContainer<TestFactory>>>;
-
-fn new_test_app() -> TestApp {
-    TestApp::Inline(ServiceContainer::new(TestService::default as TestFactory))
-}
+/// A test member's service (built by `fn() -> S`), in either [`ServiceMode`].
+pub type TestApp<S = TestService> =
+    SplitApp<ServiceContainer<fn() -> S>, InlineLink<ServiceContainer<fn() -> S>>>;
 
 /// One member: its core (while up), its container, its "disk".
 #[derive(Debug)]
-pub struct TestNode {
+pub struct TestNode<S: ClusteredService = TestService> {
     /// The core, `None` while the member is down.
     pub core: Option<Consensus<MemLog>>,
     /// The service.
-    pub app: TestApp,
+    pub app: TestApp<S>,
     /// Commands not yet carried out.
     pub out: Outbox,
     /// The log while the member is down.
@@ -218,11 +214,13 @@ struct Packet {
     bytes: Vec<u8>,
 }
 
-/// The in-process cluster.
+/// The in-process cluster, of members running the service `S` ([`TestService`] by default;
+/// any service with [`TestCluster::with_service`]).
 #[derive(Debug)]
-pub struct TestCluster {
+pub struct TestCluster<S: ClusteredService = TestService> {
     /// The members.
-    pub nodes: Vec<TestNode>,
+    pub nodes: Vec<TestNode<S>>,
+    factory: fn() -> S,
     /// Current time.
     pub now_ns: i64,
     /// Time per tick.
@@ -300,7 +298,21 @@ impl TestCluster {
         config: fn(MemberId, u32) -> Config,
         mode: ServiceMode,
     ) -> Self {
+        Self::with_service(n, TestService::default, config, mode)
+    }
+}
+
+impl<S: ClusteredService> TestCluster<S> {
+    /// A new cluster of `n` members running services built by `factory`, with configurations
+    /// from `config`, in `mode`, all started at time 0.
+    pub fn with_service(
+        n: u32,
+        factory: fn() -> S,
+        config: fn(MemberId, u32) -> Config,
+        mode: ServiceMode,
+    ) -> Self {
         let mut c = Self {
+            factory,
             nodes: Vec::new(),
             now_ns: 0,
             tick_ns: 1_000_000,
@@ -317,7 +329,7 @@ impl TestCluster {
         for _ in 0..n {
             c.nodes.push(TestNode {
                 core: None,
-                app: new_test_app(),
+                app: TestApp::Inline(ServiceContainer::new(factory)),
                 out: Outbox::new(),
                 stored_log: Some(MemLog::new()),
                 node_state: Some(NodeState::default()),
@@ -339,7 +351,7 @@ impl TestCluster {
         let log = n.stored_log.take().unwrap_or_default();
         let snap = n.snapshots.last().cloned();
         let mut core = Consensus::new(cfg, log, n.node_state, snap);
-        n.app = new_test_app();
+        n.app = TestApp::Inline(ServiceContainer::new(self.factory));
         core.start(self.now_ns, &mut n.app, &mut n.out);
         if self.mode == ServiceMode::Remote {
             // As a node does once its core has started: the service moves behind the link.
@@ -373,7 +385,7 @@ impl TestCluster {
     }
 
     /// Member `i`'s service (panics if not started).
-    pub fn service(&self, i: u32) -> &TestService {
+    pub fn service(&self, i: u32) -> &S {
         self.nodes[i as usize]
             .app
             .app()
@@ -737,7 +749,9 @@ impl TestCluster {
     pub fn heal(&mut self) {
         self.blocked.clear();
     }
+}
 
+impl TestCluster {
     /// Checks that every pair of up members agrees on the frames both have committed, holds the
     /// same module state when both applied up to the same position, and that every member's
     /// service applied the same sequence of messages up to its position.
