@@ -133,6 +133,11 @@ pub fn encode_restart(
     out.extend_from_slice(service.unwrap_or_default());
 }
 
+/// Whether a message to the engine is a restart.
+pub fn is_restart(msg: &[u8]) -> bool {
+    msg.first() == Some(&TO_RESTART)
+}
+
 /// The `applied_to` of an effect batch and whether it answers a restart.
 pub fn batch_header(batch: &[u8]) -> Result<(bool, u64), CodecError> {
     let mut r = Reader::new(batch, "effect batch");
@@ -617,6 +622,11 @@ impl<L: ServiceLink> RemoteApplication<L> {
 
     fn receive(&mut self) {
         while let Some(batch) = self.link.poll() {
+            if self.failed {
+                // Nothing is replayed any more: give the buffers back.
+                self.link.recycle(batch);
+                continue;
+            }
             match batch_header(&batch) {
                 Ok((false, applied_to)) => {
                     self.limit = self.limit.max(applied_to);

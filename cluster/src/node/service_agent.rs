@@ -21,7 +21,7 @@ use tandem_service_api::ServiceFactory;
 
 use crate::SplitError;
 use crate::agent::{Agent, AgentError, Termination};
-use crate::container::remote::{Handled, ServiceEngine, ServiceLink, batch_header};
+use crate::container::remote::{Handled, ServiceEngine, ServiceLink, batch_header, is_restart};
 
 use super::cluster_node::{HashingApp, Shared};
 use super::network_agent::{MemberLinks, Waker};
@@ -55,6 +55,14 @@ pub(crate) struct ServiceLinks<F: ServiceFactory> {
     pub(crate) service_closed: AtomicBool,
     /// The thread running the service agent (set when it starts).
     pub(crate) service_thread: OnceLock<Thread>,
+    /// Set by the consensus agent when it sends a restart, cleared by the service agent when
+    /// it handles it: meanwhile the service agent drops what it takes before the restart
+    /// (frames below the snapshot, role changes: the restart carries the role). One consumer
+    /// takes from the pipe, so what the service applies is always an in-order prefix.
+    pub(crate) restart_pending: AtomicBool,
+    /// What the consensus agent, closing, could not put in the pipe in time (its
+    /// termination, typically); the service agent handles it when it closes.
+    pub(crate) leftover: Mutex<VecDeque<Vec<u8>>>,
 }
 
 impl<F: ServiceFactory> std::fmt::Debug for ServiceLinks<F> {
@@ -77,6 +85,8 @@ impl<F: ServiceFactory> ServiceLinks<F> {
             handover: Mutex::new(None),
             service_closed: AtomicBool::new(false),
             service_thread: OnceLock::new(),
+            restart_pending: AtomicBool::new(false),
+            leftover: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -148,12 +158,24 @@ impl<F: ServiceFactory> PipeLink<F> {
     }
 
     /// The consensus agent is closing: waits (a bounded time) until the service agent took
-    /// what still waits in the backlog (the termination, typically), and wakes it.
+    /// what still waits in the backlog (the termination, typically), giving back the effect
+    /// batches it sends meanwhile (moot now) so that it is never short of one, and wakes it.
+    /// What is still not taken then is left for the service agent to handle when it closes.
     pub(crate) fn flush_before_close(&mut self) {
         let deadline = Instant::now() + CLOSE_FLUSH_TIMEOUT;
         while !self.drain_backlog() && !self.service_closed() && Instant::now() < deadline {
+            while let Some(batch) = self.poll() {
+                self.recycle(batch);
+            }
             self.waker.wake(&self.links.service_thread);
             std::thread::sleep(Duration::from_micros(50));
+        }
+        if !self.backlog.is_empty() {
+            self.links
+                .leftover
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(self.backlog.drain(..));
         }
         self.queued = true;
         self.wake();
@@ -184,13 +206,11 @@ impl<F: ServiceFactory> ServiceLink for PipeLink<F> {
 
     fn restart(&mut self, msg: &[u8]) -> Result<Vec<u8>, SplitError> {
         // What was queued for the service before the restart is moot (frames below the
-        // snapshot; role changes, the restart carries the role): take it back rather than
-        // have the service apply it first. The queue is multi-consumer safe; whatever the
-        // service took meanwhile it applies, and its answers are discarded below.
+        // snapshot; role changes, the restart carries the role): the service drops it
+        // unapplied until the restart (see `ServiceLinks::restart_pending`); the answers to
+        // what it applied before it saw the flag are discarded below.
+        self.links.restart_pending.store(true, Ordering::Release);
         self.backlog.clear();
-        while let Some(m) = self.links.to_service.poll() {
-            self.links.to_service.recycle(m.bytes);
-        }
         self.send(msg);
         let deadline = Instant::now() + RESTART_TIMEOUT;
         loop {
@@ -301,6 +321,22 @@ impl<F: ServiceFactory> ServiceAgent<F> {
                 break;
             }
         }
+        let leftover = std::mem::take(
+            &mut *self
+                .links
+                .leftover
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for msg in leftover {
+            if engine.is_terminated() {
+                break;
+            }
+            scratch.clear();
+            if engine.handle(&msg, &mut scratch).is_err() {
+                break;
+            }
+        }
     }
 
     /// Sends the batch (its buffer came from the pipe: there is a slot for it).
@@ -331,6 +367,11 @@ impl<F: ServiceFactory> ServiceAgent<F> {
                 break;
             };
             n += 1;
+            if self.links.restart_pending.load(Ordering::Acquire) && !is_restart(&msg.bytes) {
+                // Before a restart: moot (see `ServiceLinks::restart_pending`).
+                self.links.to_service.recycle(msg.bytes);
+                continue;
+            }
             let engine = self.engine.as_mut().expect("checked by the caller");
             let batch = self.batch.as_mut().expect("acquired above");
             let handled = engine.handle(&msg.bytes, batch);
@@ -343,6 +384,9 @@ impl<F: ServiceFactory> ServiceAgent<F> {
                 }
                 Ok(Handled::Role) => {}
                 Ok(Handled::Restarted) => {
+                    // Cleared before the answer leaves: what the consensus agent sends once
+                    // it has the answer is applied.
+                    self.links.restart_pending.store(false, Ordering::Release);
                     self.send_batch();
                 }
                 Ok(Handled::Terminated) => {
