@@ -518,6 +518,10 @@ impl<F: ServiceFactory> NodeAgent<F> {
     /// The member's agents, to run each on a thread of its own (`dedicated`): the network
     /// agent, the consensus agent, and the service agent (the service applies committed
     /// entries there, ahead of the core, once the consensus agent has started).
+    ///
+    /// The consensus and service agents must run on two different threads: installing a
+    /// snapshot, the consensus agent waits (up to 30 s) for the service to restart from it,
+    /// and closing, for it to take the termination (up to 2 s).
     pub fn into_parts(mut self) -> (NetworkAgent, ConsensusAgent<F>, ServiceAgent<F>) {
         let links = Arc::new(ServiceLinks::new());
         if let Some(inner) = self.consensus.inner.as_mut() {
