@@ -40,8 +40,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::{ArchiveError, Result};
 use crate::frame::{
@@ -172,21 +174,44 @@ pub struct LogPurge {
     pub start_position: u64,
 }
 
+/// The background thread that creates, reserves and pre-faults the next
+/// segment (`tandem-segment-prep`).
+///
+/// It must never slow the append path down, which runs on a busy-spinning
+/// thread on small machines. So it runs at the lowest scheduling priority
+/// (nice 19: it gets a core only when no ordinary thread wants it), faults the
+/// pages in small chunks (each releases the process's mmap lock, see
+/// `segment`), and sleeps as long after each chunk as the chunk took (at most
+/// half a core, and the zeroing of 64 MiB does not flood the caches at once).
+/// Once the log waits for the segment, the preparer stops sleeping.
 struct Preparer {
     requests: Option<mpsc::Sender<u64>>,
     ready: mpsc::Receiver<(u64, Result<Segment>)>,
+    /// Set while the log is blocked waiting for the segment being prepared.
+    urgent: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// Nice value of the segment preparer thread (the lowest priority).
+const PREPARER_NICE: libc::c_int = 19;
 
 impl Preparer {
     fn spawn(dir: PathBuf, len_bytes: u64, prefault: bool) -> Result<Preparer> {
         let (req_tx, req_rx) = mpsc::channel::<u64>();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let urgent = Arc::new(AtomicBool::new(false));
+        let hurry = Arc::clone(&urgent);
         let thread = std::thread::Builder::new()
             .name("tandem-segment-prep".into())
             .spawn(move || {
+                lower_thread_priority(PREPARER_NICE);
+                let mut pace = |took: Duration| {
+                    if !hurry.load(Ordering::Acquire) {
+                        std::thread::sleep(took);
+                    }
+                };
                 for base in req_rx {
-                    let result = Segment::create(&dir, base, len_bytes, prefault);
+                    let result = Segment::create(&dir, base, len_bytes, prefault, &mut pace);
                     if ready_tx.send((base, result)).is_err() {
                         break;
                     }
@@ -196,14 +221,52 @@ impl Preparer {
         Ok(Preparer {
             requests: Some(req_tx),
             ready: ready_rx,
+            urgent,
             thread: Some(thread),
         })
+    }
+
+    /// Waits for the segment being prepared, telling the preparer to hurry.
+    fn wait(&self) -> std::result::Result<(u64, Result<Segment>), mpsc::RecvError> {
+        let ready = match self.ready.try_recv() {
+            Ok(ready) => Ok(ready),
+            Err(_) => {
+                self.hurry();
+                self.ready.recv()
+            }
+        };
+        self.urgent.store(false, Ordering::Release);
+        ready
+    }
+
+    /// Tells the preparer to stop pacing the segment it prepares now (the log
+    /// needs it at once).
+    fn hurry(&self) {
+        self.urgent.store(true, Ordering::Release);
+    }
+}
+
+/// Gives the calling thread the nice value `nice` (Linux: a thread's own
+/// priority). Best effort: a refusal leaves the thread as it was.
+fn lower_thread_priority(nice: libc::c_int) {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority only reads its integer arguments; on Linux
+    // PRIO_PROCESS with a thread id changes that thread alone.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc != 0 {
+        tracing::debug!(
+            nice,
+            error = %std::io::Error::last_os_error(),
+            "segment preparer keeps its priority"
+        );
     }
 }
 
 impl Drop for Preparer {
     fn drop(&mut self) {
         self.requests = None;
+        self.urgent.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -300,6 +363,12 @@ impl Log {
                 || log.segment_base(log.start_position),
                 |s| s.end_position(),
             );
+            if log.segments.is_empty()
+                && let Some(p) = &log.preparer
+            {
+                // The first append needs this segment: no pacing.
+                p.hurry();
+            }
             log.request_preparation(next);
         }
         Ok((log, report))
@@ -629,7 +698,7 @@ impl Log {
 
     fn take_prepared(&mut self, base: u64) -> Result<Segment> {
         if let (Some(p), Some(pending)) = (&self.preparer, self.pending.take()) {
-            match p.ready.recv() {
+            match p.wait() {
                 Ok((b, result)) => {
                     debug_assert_eq!(b, pending);
                     match result {
@@ -655,6 +724,7 @@ impl Log {
             base,
             self.config.segment_len_bytes,
             self.config.prefault,
+            &mut |_| {},
         )
     }
 
@@ -1360,5 +1430,77 @@ impl<'a> Iterator for Frames<'a> {
                 Err(pad) => self.position += pad,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nice values of this process's threads named `tandem-segment-prep` (the kernel keeps
+    /// the first 15 bytes of a thread's name).
+    fn preparer_nice_values() -> Vec<i64> {
+        let mut found = Vec::new();
+        for task in fs::read_dir("/proc/self/task").expect("procfs").flatten() {
+            let path = task.path();
+            let (Ok(comm), Ok(stat)) = (
+                fs::read_to_string(path.join("comm")),
+                fs::read_to_string(path.join("stat")),
+            ) else {
+                continue; // the thread ended meanwhile
+            };
+            if comm.trim_end() != "tandem-segment-" {
+                continue;
+            }
+            // Fields after the parenthesised name start at field 3 (state); nice is field 19.
+            let after_name = &stat[stat.rfind(')').expect("stat has a name") + 1..];
+            let nice = after_name
+                .split_whitespace()
+                .nth(16)
+                .and_then(|f| f.parse().ok())
+                .expect("nice field");
+            found.push(nice);
+        }
+        found
+    }
+
+    #[test]
+    fn segment_preparer_runs_at_the_lowest_priority_and_the_log_still_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_len_bytes: MIN_SEGMENT_LEN_BYTES,
+            max_frame_len_bytes: 4096,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = Log::open(dir.path(), config, 0).unwrap();
+        // The thread lowers its own priority as it starts: wait (bounded) until it has.
+        let mut nice = preparer_nice_values();
+        for _ in 0..10_000 {
+            if !nice.is_empty() && nice.iter().all(|&n| n == i64::from(PREPARER_NICE)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            nice = preparer_nice_values();
+        }
+        assert!(!nice.is_empty(), "the preparer thread is running");
+        assert!(
+            nice.iter().all(|&n| n == i64::from(PREPARER_NICE)),
+            "preparers at nice {PREPARER_NICE}: {nice:?}"
+        );
+        // Three segments' worth of frames: each roll takes a segment the paced preparer made.
+        let payload = [7u8; 1000];
+        let header = FrameHeader {
+            frame_type: 1,
+            term: 1,
+            ..FrameHeader::default()
+        };
+        while log.append_position() < 3 * MIN_SEGMENT_LEN_BYTES {
+            log.append(&header, &payload).unwrap();
+        }
+        assert_eq!(log.segment_count(), 4);
+        // Whole frames per segment (padding closes each), and the one that opened the fourth.
+        let per_segment = MIN_SEGMENT_LEN_BYTES / align_frame_len(HEADER_LEN + 1000) as u64;
+        let frames = log.frames(0, log.append_position()).unwrap().count();
+        assert_eq!(frames as u64, 3 * per_segment + 1);
     }
 }
