@@ -40,7 +40,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -289,6 +289,55 @@ pub struct Log {
     preparer: Option<Preparer>,
     /// Base position of the segment being prepared, if any.
     pending: Option<u64>,
+    /// Positions recently proven to be frame boundaries (see [`BoundaryHints`]).
+    hints: BoundaryHints,
+}
+
+/// Number of [`BoundaryHints`] slots.
+const BOUNDARY_HINT_SLOTS: usize = 16;
+/// A slot no position maps to (logs never reach it).
+const NO_HINT: u64 = u64::MAX;
+
+/// A small direct-mapped cache of positions known to be frame boundaries in the log as it
+/// is now: the end of each frame a reader walked, of each run [`Log::raw_frames`] returned,
+/// and every position [`Log::check_boundary`] verified.
+///
+/// Reading from a position starts by proving it is a frame boundary: decoding the frame
+/// there and checking its CRC, which covers the position. The node's readers (the apply
+/// cursor, one replication cursor per follower) start each read where their previous one
+/// ended, so without the cache every committed frame had its CRC computed a second time
+/// when applied (perf: ~15 % of the driving thread in `--mode throughput`). A boundary stays
+/// one until the log is truncated or reset, which clear the cache (they take `&mut self`, so
+/// no reader is active). Relaxed atomics keep [`Log`] `Sync`; a lost or evicted hint only
+/// costs the CRC again.
+#[derive(Debug)]
+struct BoundaryHints([AtomicU64; BOUNDARY_HINT_SLOTS]);
+
+impl BoundaryHints {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(NO_HINT)))
+    }
+
+    #[inline]
+    fn slot(&self, position: u64) -> &AtomicU64 {
+        &self.0[(position / frame::FRAME_ALIGNMENT as u64) as usize % BOUNDARY_HINT_SLOTS]
+    }
+
+    #[inline]
+    fn note(&self, position: u64) {
+        self.slot(position).store(position, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn knows(&self, position: u64) -> bool {
+        self.slot(position).load(Ordering::Relaxed) == position
+    }
+
+    fn clear(&mut self) {
+        for slot in &mut self.0 {
+            *slot.get_mut() = NO_HINT;
+        }
+    }
 }
 
 impl std::fmt::Debug for Log {
@@ -351,6 +400,7 @@ impl Log {
             segments: VecDeque::new(),
             preparer: None,
             pending: None,
+            hints: BoundaryHints::new(),
         };
         let report = log.recover(durable_position)?;
         if log.config.prepare_next_segment {
@@ -865,6 +915,7 @@ impl Log {
                 _ => break,
             }
         }
+        self.hints.note(end);
         Ok(&seg.map[start_off..(end - seg.base_position) as usize])
     }
 
@@ -881,7 +932,7 @@ impl Log {
                 append_position: self.append_position,
             });
         }
-        if position == self.append_position {
+        if position == self.append_position || self.hints.knows(position) {
             return Ok(());
         }
         let idx = self
@@ -896,7 +947,10 @@ impl Log {
             });
         }
         match frame::decode(&seg.map[off..], position, self.config.max_frame_len_bytes) {
-            Decoded::Frame(_) | Decoded::Padding(_) => Ok(()),
+            Decoded::Frame(_) | Decoded::Padding(_) => {
+                self.hints.note(position);
+                Ok(())
+            }
             Decoded::End | Decoded::Invalid(_) => Err(ArchiveError::NotFrameBoundary {
                 file: seg.path.clone(),
                 position,
@@ -978,6 +1032,7 @@ impl Log {
         if position == self.append_position {
             return Ok(());
         }
+        self.hints.clear();
         self.discard_from(position)?;
         self.append_position = position;
         self.durable_position = self.durable_position.min(position);
@@ -1084,6 +1139,7 @@ impl Log {
         self.durable_position = position;
         self.last_term = last_term;
         self.terms.clear();
+        self.hints.clear();
         Ok(())
     }
 
@@ -1425,6 +1481,7 @@ impl<'a> Iterator for Frames<'a> {
                         return None;
                     }
                     self.position = next;
+                    self.log.hints.note(next);
                     return Some(f);
                 }
                 Err(pad) => self.position += pad,
@@ -1462,6 +1519,52 @@ mod tests {
             found.push(nice);
         }
         found
+    }
+
+    #[test]
+    fn boundary_hints_never_outlive_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_len_bytes: MIN_SEGMENT_LEN_BYTES,
+            max_frame_len_bytes: 4096,
+            prepare_next_segment: false,
+            prefault: false,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = Log::open(dir.path(), config, 0).unwrap();
+        let header = FrameHeader {
+            frame_type: 1,
+            term: 1,
+            ..FrameHeader::default()
+        };
+        let p1 = log.append(&header, &[1; 100]).unwrap();
+        let p2 = log.append(&header, &[2; 100]).unwrap();
+        let p3 = log.append(&header, &[3; 100]).unwrap();
+        log.append(&header, &[4; 100]).unwrap();
+        // Walking the log proves (and remembers) every boundary in it.
+        assert_eq!(log.frames(0, log.append_position()).unwrap().count(), 4);
+        assert_eq!(log.frame_at(p2).unwrap().payload, &[3; 100]);
+        assert!(log.frame_at(p2 + 8).is_err(), "inside a frame");
+        // A different suffix: p2 and p3 now lie inside one longer frame.
+        log.truncate(p1, 0).unwrap();
+        let end = log.append(&header, &[5; 400]).unwrap();
+        assert!(end > p3);
+        for inside in [p2, p3] {
+            assert!(
+                matches!(
+                    log.frames(inside, end),
+                    Err(ArchiveError::NotFrameBoundary { position, .. }) if position == inside
+                ),
+                "{inside} is no longer a boundary"
+            );
+        }
+        assert_eq!(log.frame_at(p1).unwrap().payload, &[5; 400]);
+        // Reset forgets them too.
+        log.reset(end, 1).unwrap();
+        assert!(matches!(
+            log.frames(p1, end),
+            Err(ArchiveError::BelowLogStart { .. })
+        ));
     }
 
     #[test]
