@@ -19,8 +19,10 @@ use super::harness::Deployment;
 use super::progress::Progress;
 use crate::peer::{LatencyRun, OpenLoop, ThroughputRun, new_histogram};
 
-/// Member duty cycles per loop turn in `cluster` threading (a round trip takes about three:
-/// append, acknowledge, commit and reply).
+/// Member duty cycles per loop turn in `cluster` threading, at most (a turn ends at the first
+/// idle cycle). A round trip takes two since each member sends in the cycle that decided (the
+/// leader appends and sends; the followers acknowledge; the leader commits and replies);
+/// 2 and 4 measured the same (issue #7).
 const DRIVE_CYCLES: usize = 4;
 
 /// The cluster's figures.
