@@ -41,7 +41,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -183,12 +183,23 @@ pub struct LogPurge {
 /// pages in small chunks (each releases the process's mmap lock, see
 /// `segment`), and sleeps as long after each chunk as the chunk took (at most
 /// half a core, and the zeroing of 64 MiB does not flood the caches at once).
-/// Once the log waits for the segment, the preparer stops sleeping.
+///
+/// It also keeps off the CPU the requesting thread ran on when it asked, where
+/// the process may run on another. Nice 19 alone was not enough: under EEVDF a
+/// preparer waking from its pacing sleep is eligible before a thread that spins
+/// without ever sleeping, and on a quiet machine a timer tick gave it the
+/// spinning thread's CPU for 22 ms at a segment roll while the other CPU was
+/// idle (perf `sched:sched_switch`, issue #7). Once the log waits for the
+/// segment, the preparer stops sleeping and gets every CPU back (the waiting
+/// thread restores its affinity: kept on a busy CPU at nice 19, it might not
+/// run soon enough to do it itself).
 struct Preparer {
-    requests: Option<mpsc::Sender<u64>>,
+    requests: Option<mpsc::Sender<(u64, Option<usize>)>>,
     ready: mpsc::Receiver<(u64, Result<Segment>)>,
     /// Set while the log is blocked waiting for the segment being prepared.
     urgent: Arc<AtomicBool>,
+    /// The preparer thread's id and the CPUs it may use, once it has started.
+    placement: Arc<OnceLock<(libc::pid_t, Vec<usize>)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -197,21 +208,38 @@ const PREPARER_NICE: libc::c_int = 19;
 
 impl Preparer {
     fn spawn(dir: PathBuf, len_bytes: u64, prefault: bool) -> Result<Preparer> {
-        let (req_tx, req_rx) = mpsc::channel::<u64>();
+        let (req_tx, req_rx) = mpsc::channel::<(u64, Option<usize>)>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let urgent = Arc::new(AtomicBool::new(false));
         let hurry = Arc::clone(&urgent);
+        let placement = Arc::new(OnceLock::new());
+        let placed = Arc::clone(&placement);
         let thread = std::thread::Builder::new()
             .name("tandem-segment-prep".into())
             .spawn(move || {
                 lower_thread_priority(PREPARER_NICE);
+                let allowed = thread_cpus();
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                let _ = placed.set((tid, allowed.clone()));
                 let mut pace = |took: Duration| {
                     if !hurry.load(Ordering::Acquire) {
                         std::thread::sleep(took);
                     }
                 };
-                for base in req_rx {
+                for (base, requester_cpu) in req_rx {
+                    let mut confined = !hurry.load(Ordering::Acquire)
+                        && requester_cpu
+                            .and_then(|cpu| cpus_without(&allowed, cpu))
+                            .is_some_and(|cpus| set_thread_cpus(0, &cpus));
+                    if confined && hurry.load(Ordering::Acquire) {
+                        // The log began to wait (and widened us) just before we narrowed.
+                        confined = !set_thread_cpus(0, &allowed);
+                    }
                     let result = Segment::create(&dir, base, len_bytes, prefault, &mut pace);
+                    if confined {
+                        set_thread_cpus(0, &allowed);
+                    }
                     if ready_tx.send((base, result)).is_err() {
                         break;
                     }
@@ -222,6 +250,7 @@ impl Preparer {
             requests: Some(req_tx),
             ready: ready_rx,
             urgent,
+            placement,
             thread: Some(thread),
         })
     }
@@ -243,7 +272,52 @@ impl Preparer {
     /// needs it at once).
     fn hurry(&self) {
         self.urgent.store(true, Ordering::Release);
+        if let Some((tid, cpus)) = self.placement.get() {
+            set_thread_cpus(*tid, cpus);
+        }
     }
+}
+
+/// The CPUs the calling thread may run on (empty if they cannot be read).
+fn thread_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most `size_of::<cpu_set_t>()` bytes
+    // into `set`, a live local; pid 0 is the calling thread.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the size of `set`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// `allowed` without `cpu`, if `cpu` is one of them and at least one other
+/// remains.
+fn cpus_without(allowed: &[usize], cpu: usize) -> Option<Vec<usize>> {
+    let rest: Vec<usize> = allowed.iter().copied().filter(|&c| c != cpu).collect();
+    (rest.len() < allowed.len() && !rest.is_empty()).then_some(rest)
+}
+
+/// Restricts thread `tid` (0: the calling thread) to `cpus`; returns whether it
+/// was done.
+fn set_thread_cpus(tid: libc::pid_t, cpus: &[usize]) -> bool {
+    if cpus.is_empty() {
+        return false;
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: CPU_SET writes the bit of `cpu`, below CPU_SETSIZE (the ids
+        // come from `thread_cpus`), in a live local set.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from a
+    // live local; `tid` is a thread of this process or 0 (the calling thread).
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
 /// Gives the calling thread the nice value `nice` (Linux: a thread's own
@@ -266,7 +340,7 @@ fn lower_thread_priority(nice: libc::c_int) {
 impl Drop for Preparer {
     fn drop(&mut self) {
         self.requests = None;
-        self.urgent.store(true, Ordering::Release);
+        self.hurry();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -782,9 +856,11 @@ impl Log {
         if self.pending.is_some() {
             return;
         }
+        // SAFETY: sched_getcpu has no preconditions (-1 when unknown).
+        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
         if let Some(p) = &self.preparer
             && let Some(tx) = &p.requests
-            && tx.send(base).is_ok()
+            && tx.send((base, cpu)).is_ok()
         {
             self.pending = Some(base);
         }
@@ -1519,6 +1595,19 @@ mod tests {
             found.push(nice);
         }
         found
+    }
+
+    #[test]
+    fn the_preparer_keeps_off_the_requesting_cpu_only_when_another_remains() {
+        assert_eq!(cpus_without(&[0, 1, 2], 1), Some(vec![0, 2]));
+        assert_eq!(cpus_without(&[0, 1], 0), Some(vec![1]));
+        assert_eq!(cpus_without(&[3], 3), None, "the only CPU");
+        assert_eq!(cpus_without(&[0, 1], 5), None, "not one of them");
+        assert_eq!(cpus_without(&[], 0), None);
+        let mine = thread_cpus();
+        assert!(!mine.is_empty(), "a thread runs on at least one CPU");
+        assert!(set_thread_cpus(0, &mine), "a thread may keep its own CPUs");
+        assert!(!set_thread_cpus(0, &[]));
     }
 
     #[test]
