@@ -253,6 +253,21 @@ fn throughput_ipc_counts_every_reply() {
         "{mb} vs {expect_mb}"
     );
     assert_eq!(num(&v, "throughput.in_flight_max"), 32.0);
+    // One thread drove members and clients (cluster threading, the default): its CPU time
+    // is reported, bounded by the counting period, and the per-CPU-second rate follows.
+    let cpu = num(&v, "throughput.driver_cpu_s");
+    let elapsed = num(&v, "throughput.elapsed_s");
+    // One thread uses at most one CPU-second per second (generous bound: the period may
+    // end one loop turn late on a loaded machine).
+    assert!(
+        cpu > 0.0 && cpu <= 2.0 * elapsed + 1.0,
+        "{cpu} s of CPU in {elapsed} s"
+    );
+    let per_cpu = num(&v, "throughput.msgs_per_cpu_s");
+    assert!(
+        (per_cpu - msgs / cpu).abs() <= per_cpu * 1e-9,
+        "{per_cpu} vs {msgs} / {cpu}"
+    );
     assert_eq!(v["config"]["mode"], "throughput");
 }
 

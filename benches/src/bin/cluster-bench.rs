@@ -15,6 +15,14 @@ use clap::Parser;
 use tandem_benches::cluster_bench::{Cli, main_with};
 
 fn main() -> ExitCode {
+    // Before any agent thread starts: once warm, the allocator makes no brk/mmap/munmap call
+    // on the busy thread, which would wait for the mmap lock behind the segment preparers
+    // (see `tandem_cluster::agent::retain_heap`).
+    if !tandem_cluster::agent::retain_heap() {
+        eprintln!(
+            "cluster-bench: the allocator kept its defaults: tails may include mmap lock waits"
+        );
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

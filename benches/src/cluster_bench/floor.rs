@@ -335,6 +335,7 @@ fn ping_side<N: Network>(
                     msgs: counted,
                     bytes,
                     elapsed: s.duration,
+                    driver_cpu: None,
                 }),
                 kind: format!("{kind}: closed-loop echo with {window} in flight"),
             })

@@ -29,7 +29,8 @@
 //!                 sent, received, lost },
 //!   "floor":    { the same keys, msgs_per_s, mb_per_s, kind },
 //!   "ratio":    { p50, p99 },                       // cluster / (2 × floor)
-//!   "throughput": null | { msgs_per_s, mb_per_s, msgs, bytes, elapsed_s, in_flight_max },
+//!   "throughput": null | { msgs_per_s, mb_per_s, msgs, bytes, elapsed_s, in_flight_max,
+//!                          driver_cpu_s, msgs_per_cpu_s },   // the last two: cluster threading
 //!   "snapshot": null | { at_s, position, took_ms, failure, p99_9_us_without, p99_9_us_with,
 //!                        max_us_without, max_us_with, count_without, count_with },
 //!   "peer":     null | { name, p50_us ... lost (latency) | msgs_per_s, mb_per_s },

@@ -185,6 +185,11 @@ pub struct ThroughputReport {
     pub elapsed_s: f64,
     /// Messages in flight at most (clients × window).
     pub in_flight_max: usize,
+    /// `--threading cluster`: CPU seconds the one driving thread used while counting.
+    pub driver_cpu_s: Option<f64>,
+    /// `--threading cluster`: messages per CPU-second of the driving thread (what it would
+    /// sustain on a core of its own; a shared machine gives it less).
+    pub msgs_per_cpu_s: Option<f64>,
 }
 
 impl ThroughputReport {
@@ -196,6 +201,8 @@ impl ThroughputReport {
             bytes: t.bytes,
             elapsed_s: t.elapsed.as_secs_f64(),
             in_flight_max,
+            driver_cpu_s: t.driver_cpu.map(|d| d.as_secs_f64()),
+            msgs_per_cpu_s: t.msgs_per_cpu_s(),
         }
     }
 }
@@ -499,6 +506,14 @@ impl Report {
                 "throughput: {:.0} msg/s, {:.1} MB/s ({} replies in {:.1} s, {} in flight at most)",
                 t.msgs_per_s, t.mb_per_s, t.msgs, t.elapsed_s, t.in_flight_max
             );
+            if let (Some(cpu), Some(per_cpu)) = (t.driver_cpu_s, t.msgs_per_cpu_s) {
+                let _ = writeln!(
+                    out,
+                    "driving thread: {cpu:.2} s of CPU in {:.1} s ({:.0} %), {per_cpu:.0} msg per CPU-second",
+                    t.elapsed_s,
+                    100.0 * cpu / t.elapsed_s.max(1e-9)
+                );
+            }
             if let Some(m) = self.floor.msgs_per_s {
                 let _ = writeln!(out, "floor throughput: {m:.0} msg/s");
             }

@@ -72,9 +72,19 @@ pub struct ThroughputRun {
     pub bytes: u64,
     /// Time over which they were counted.
     pub elapsed: Duration,
+    /// CPU time the benchmark's driving thread used over that period, where one thread
+    /// drives the whole cluster and its clients (`--threading cluster`); `None` elsewhere.
+    pub driver_cpu: Option<Duration>,
 }
 
 impl ThroughputRun {
+    /// Messages per CPU-second of the driving thread: the rate one thread would sustain with
+    /// a core of its own (on a shared machine it gets less than one). `None` when not known.
+    pub fn msgs_per_cpu_s(&self) -> Option<f64> {
+        let cpu = self.driver_cpu?.as_secs_f64();
+        (cpu > 0.0).then(|| self.msgs as f64 / cpu)
+    }
+
     /// Messages per second.
     pub fn msgs_per_s(&self) -> f64 {
         self.msgs as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -122,6 +132,22 @@ impl OpenLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_per_cpu_second_need_the_driving_thread_cpu_time() {
+        let mut t = ThroughputRun {
+            msgs: 3_000,
+            bytes: 3_000 * 64,
+            elapsed: Duration::from_secs(2),
+            driver_cpu: None,
+        };
+        assert_eq!(t.msgs_per_cpu_s(), None);
+        t.driver_cpu = Some(Duration::ZERO);
+        assert_eq!(t.msgs_per_cpu_s(), None, "no CPU time, no rate");
+        t.driver_cpu = Some(Duration::from_millis(500));
+        assert_eq!(t.msgs_per_cpu_s(), Some(6_000.0));
+        assert_eq!(t.msgs_per_s(), 1_500.0);
+    }
 
     #[test]
     fn open_loop_schedule_counts_due_messages_and_latency_from_intended_time() {

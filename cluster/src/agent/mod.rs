@@ -5,7 +5,8 @@
 //! thread does after a cycle that found no work. An [`AgentRunner`] runs one agent on its own
 //! named thread, optionally pinned to a core; an [`AgentInvoker`] runs one on the caller's
 //! thread; a [`CompositeAgent`] runs several in one duty cycle. [`ThreadingMode`] says which
-//! of these a node uses.
+//! of these a node uses. [`retain_heap`] keeps the C allocator from taking the process's mmap
+//! lock on a busy thread.
 //!
 //! An agent stops itself through [`Agent::termination`] ([`Termination::Done`] or
 //! [`Termination::Failed`]), checked after every cycle; a runner's `close` reports a failure
@@ -17,6 +18,7 @@ mod duty_cycle;
 mod error;
 mod idle;
 mod invoker;
+mod memory;
 mod runner;
 mod threading;
 
@@ -26,6 +28,7 @@ pub use self::duty_cycle::{Agent, Termination};
 pub use self::error::AgentError;
 pub use self::idle::{BackoffIdle, Idle, IdleAction, IdleStrategy};
 pub use self::invoker::AgentInvoker;
+pub use self::memory::{RETAIN_HEAP_MMAP_THRESHOLD_BYTES, RETAIN_HEAP_TOP_PAD_BYTES, retain_heap};
 pub use self::runner::AgentRunner;
 pub use self::threading::ThreadingMode;
 

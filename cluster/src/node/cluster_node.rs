@@ -556,7 +556,8 @@ impl<F: ServiceFactory> Agent for NodeAgent<F> {
     }
 
     fn do_work(&mut self) -> usize {
-        self.network.do_work() + self.consensus.do_work()
+        // What the consensus cycle queued leaves in this cycle, not the next (issue #7).
+        self.network.do_work() + self.consensus.do_work() + self.network.send_queued()
     }
 
     fn termination(&mut self) -> Option<Termination> {

@@ -10,6 +10,9 @@
 //!    leaves datagrams in the socket buffers rather than losing them here);
 //! 3. publishes the transport's counters to the control file, at most once a millisecond.
 //!
+//! When both agents share a thread, the member also calls `NetworkAgent::send_queued` after
+//! the consensus agent's cycle, so what a cycle decided leaves in that same cycle.
+//!
 //! It ends once the consensus agent has closed and everything it queued has been sent (so a
 //! leader's handover message leaves before the thread ends). When run on a thread of its own
 //! (`dedicated`), the consensus agent fails the member if this agent ends first.
@@ -184,6 +187,28 @@ impl NetworkAgent {
         n
     }
 
+    /// Hands what the consensus agent queued to the transport now and flushes it. For a
+    /// member whose two agents share a thread (`shared`, `cluster`): called after the
+    /// consensus agent's cycle, it sends what that cycle produced at once instead of in the
+    /// next cycle, so a hop between members (or to a client) costs no extra duty cycle. In
+    /// `cluster` threading a round trip (client, leader, followers, leader, client) took about
+    /// five cycles of every member, each with its receive system calls; now it takes two.
+    pub(crate) fn send_queued(&mut self) -> usize {
+        if self.links.kill.load(Ordering::Acquire) {
+            return 0;
+        }
+        let Some(net) = self.net.as_mut() else {
+            return 0;
+        };
+        let sent = Self::send(net, &self.links, SENDS_PER_CYCLE, &mut self.send_drops);
+        if sent > 0
+            && let Err(e) = net.flush()
+        {
+            tracing::debug!(member = self.member_id, error = %e, "network flush failed");
+        }
+        sent
+    }
+
     fn receive(net: &mut NodeNetwork, links: &MemberLinks, now_ns: u64) -> usize {
         if links.inbound.free_slots() < POLL_RESERVE {
             return 0;
@@ -296,5 +321,64 @@ impl Agent for NetworkAgent {
 
     fn role_name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ControlIdent;
+    use crate::transport::InProcHub;
+
+    fn agent(hub: &InProcHub, dir: &std::path::Path) -> NetworkAgent {
+        let net = NodeNetwork::InProc(Box::new(hub.bind_member(0).unwrap()));
+        let ident = ControlIdent {
+            cluster_id: 1,
+            member_id: 0,
+            member_count: 2,
+        };
+        let control =
+            Arc::new(ControlFile::create(dir, ident, "0=127.0.0.1:10,1=127.0.0.1:20").unwrap());
+        NetworkAgent::new(0, net, Arc::new(MemberLinks::new()), control)
+    }
+
+    fn drain(peer: &mut crate::transport::InProcTransport) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        crate::transport::Network::poll(peer, 0, |e| {
+            if let Event::FromMember { member_id: 0, msg } = e {
+                got.push(msg.to_vec());
+            }
+        })
+        .unwrap();
+        got
+    }
+
+    #[test]
+    fn send_queued_hands_what_consensus_queued_to_the_transport_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = InProcHub::new(64, 1024);
+        let mut peer = hub.bind_member(1).unwrap();
+        let mut net = agent(&hub, dir.path());
+        assert_eq!(net.send_queued(), 0, "nothing queued");
+        // What the consensus agent queued after this cycle's do_work...
+        assert!(net.links.outbound.offer(Endpoint::Member(1), b"append-1"));
+        assert!(net.links.outbound.offer(Endpoint::Member(1), b"append-2"));
+        // ...is at the peer before the next cycle.
+        assert_eq!(net.send_queued(), 2);
+        assert!(net.links.outbound.is_empty());
+        assert_eq!(
+            drain(&mut peer),
+            [b"append-1".to_vec(), b"append-2".to_vec()]
+        );
+
+        // A killed member sends nothing more.
+        assert!(
+            net.links
+                .outbound
+                .offer(Endpoint::Member(1), b"after the crash")
+        );
+        net.links.kill.store(true, Ordering::Release);
+        assert_eq!(net.send_queued(), 0);
+        assert!(drain(&mut peer).is_empty());
     }
 }

@@ -410,6 +410,7 @@ async fn closed_loop(
         msgs,
         bytes: msgs * size as u64,
         elapsed: duration,
+        driver_cpu: None,
     })
 }
 
