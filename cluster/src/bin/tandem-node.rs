@@ -68,6 +68,13 @@ impl ClusteredService for EchoService {
 }
 
 fn main() -> ExitCode {
+    // Before the member's threads start: once warm, the allocator makes no brk/mmap/munmap
+    // call on a busy thread (see `tandem_cluster::agent::retain_heap`).
+    if !tandem_cluster::agent::retain_heap() {
+        eprintln!(
+            "tandem-node: the allocator kept its defaults: tails may include mmap lock waits"
+        );
+    }
     let args = NodeArgs::parse();
     let cfg = match NodeConfig::from_args(&args) {
         Ok(c) => c,

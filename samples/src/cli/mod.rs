@@ -93,6 +93,11 @@ where
     F: ServiceFactory + Send + 'static,
     F::Service: Send + 'static,
 {
+    // Before the member's threads start: once warm, the allocator makes no brk/mmap/munmap
+    // call on a busy thread (see `tandem_cluster::agent::retain_heap`).
+    if !tandem_cluster::agent::retain_heap() {
+        eprintln!("{program}: the allocator kept its defaults: tails may include mmap lock waits");
+    }
     install_signal_handlers();
     let member = cfg.member_id;
     let node = match ClusterNode::launch_with(cfg, factory, hooks) {
