@@ -1,5 +1,5 @@
-//! Criterion suite for the codecs on the per-message path: a log frame (header, payload,
-//! CRC), a client's message and the reply it gets, and a leader's append to a follower.
+//! Criterion suite for the codecs on the per-message path: a log frame (header and payload;
+//! the archive writes the CRC), a client's message and the reply it gets, and a leader's append.
 //!
 //! Run: `cargo bench -p tandem-benches --bench codec`. Figures are recorded in
 //! `docs/PERFORMANCE.md`.
