@@ -1,18 +1,20 @@
 //! In-process transport: the [`Network`] surface with no sockets.
 //!
-//! Design choice: one [`InProcHub`] (an `Arc<Mutex<..>>`) holds a bounded `VecDeque` per
-//! endpoint and a pool of reusable message buffers. A mutex rather than `Rc<RefCell<..>>`
-//! keeps endpoints `Send`, so the same hub serves the single-threaded `cluster` threading
-//! mode (one thread drives every member: the lock is never contended) and tests that put
-//! members on threads. `poll` swaps the endpoint's whole queue out under the lock and
-//! delivers outside it; buffers go back to the pool afterwards, so steady state allocates
-//! nothing. Messages are never fragmented or checksummed (nothing can corrupt them), but
-//! size limits and back-pressure match the UDP transport.
+//! Design choice: every endpoint owns a bounded lock-free inbox (a crossbeam `ArrayQueue`)
+//! and a pool of reusable message buffers; the [`InProcHub`] is only the registry that finds
+//! an endpoint by its identity (a mutex taken when an endpoint binds and the first time a
+//! sender addresses a destination, which it then remembers). So the per-message path takes
+//! no lock and, once the pools are warm, allocates nothing — the same hub serves the
+//! single-threaded `cluster` threading mode and members whose network agents run on threads of
+//! their own (`dedicated`), without those threads contending on one lock. A sender takes a
+//! buffer from the destination's pool; the destination returns it there after delivering.
+//! Messages are never fragmented or checksummed (nothing can corrupt them), but size limits
+//! and back-pressure match the UDP transport.
 
-use std::collections::VecDeque;
-use std::mem;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_queue::ArrayQueue;
 
 use super::counters::TransportCounters;
 use super::error::{Result, TransportError};
@@ -24,22 +26,23 @@ enum Source {
     Client(SocketAddr),
 }
 
+/// One endpoint's inbox and its spare buffers.
 #[derive(Debug)]
-struct Endpoint {
+struct Inbox {
     key: Source,
-    queue: VecDeque<(Source, Vec<u8>)>,
+    queue: ArrayQueue<(Source, Vec<u8>)>,
+    pool: ArrayQueue<Vec<u8>>,
 }
 
 #[derive(Debug)]
 struct Hub {
-    endpoints: Vec<Endpoint>,
-    pool: Vec<Vec<u8>>,
+    endpoints: Vec<Arc<Inbox>>,
     capacity: usize,
     max_message: usize,
     next_client: u16,
 }
 
-/// Shared hub connecting in-process endpoints. Cheap to clone (an `Arc`).
+/// Shared registry of in-process endpoints. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
 pub struct InProcHub {
     inner: Arc<Mutex<Hub>>,
@@ -52,7 +55,6 @@ impl InProcHub {
         Self {
             inner: Arc::new(Mutex::new(Hub {
                 endpoints: Vec::new(),
-                pool: Vec::new(),
                 capacity: queue_capacity.max(1),
                 max_message: max_message_size,
                 next_client: 1,
@@ -61,30 +63,36 @@ impl InProcHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, Hub> {
-        // A panic while holding the lock leaves plain queues behind: still consistent.
+        // A panic while holding the lock leaves a plain list behind: still consistent.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn register(&self, key: Source) -> Result<usize> {
+    fn register(&self, key: Source) -> Result<InProcTransport> {
         let mut hub = self.lock();
         if hub.endpoints.iter().any(|e| e.key == key) {
             return Err(TransportError::InvalidConfig(
                 "in-process endpoint registered twice",
             ));
         }
-        let cap = hub.capacity;
-        hub.endpoints.push(Endpoint {
+        let inbox = Arc::new(Inbox {
             key,
-            queue: VecDeque::with_capacity(cap),
+            queue: ArrayQueue::new(hub.capacity),
+            pool: ArrayQueue::new(hub.capacity),
         });
-        Ok(hub.endpoints.len() - 1)
+        hub.endpoints.push(Arc::clone(&inbox));
+        Ok(InProcTransport {
+            hub: self.clone(),
+            me: key,
+            inbox,
+            max_message: hub.max_message,
+            known: Vec::new(),
+            counters: TransportCounters::default(),
+        })
     }
 
     /// Registers member `member_id`.
     pub fn bind_member(&self, member_id: u32) -> Result<InProcTransport> {
-        let me = Source::Member(member_id);
-        let index = self.register(me)?;
-        Ok(InProcTransport::new(self.clone(), me, index))
+        self.register(Source::Member(member_id))
     }
 
     /// Registers a client; it gets a synthetic address `127.255.0.1:N` as its identity.
@@ -95,9 +103,11 @@ impl InProcHub {
             hub.next_client = hub.next_client.wrapping_add(1).max(1);
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 255, 0, 1)), port)
         };
-        let me = Source::Client(addr);
-        let index = self.register(me)?;
-        Ok(InProcTransport::new(self.clone(), me, index))
+        self.register(Source::Client(addr))
+    }
+
+    fn find(&self, key: Source) -> Option<Arc<Inbox>> {
+        self.lock().endpoints.iter().find(|e| e.key == key).cloned()
     }
 }
 
@@ -106,23 +116,14 @@ impl InProcHub {
 pub struct InProcTransport {
     hub: InProcHub,
     me: Source,
-    index: usize,
-    inbox: VecDeque<(Source, Vec<u8>)>,
+    inbox: Arc<Inbox>,
+    max_message: usize,
+    /// Destinations already addressed (a handful: the other members, this member's clients).
+    known: Vec<Arc<Inbox>>,
     counters: TransportCounters,
 }
 
 impl InProcTransport {
-    fn new(hub: InProcHub, me: Source, index: usize) -> Self {
-        let cap = hub.lock().capacity;
-        Self {
-            hub,
-            me,
-            index,
-            inbox: VecDeque::with_capacity(cap),
-            counters: TransportCounters::default(),
-        }
-    }
-
     /// This endpoint's client address (clients only).
     pub fn client_addr(&self) -> Option<SocketAddr> {
         match self.me {
@@ -131,26 +132,39 @@ impl InProcTransport {
         }
     }
 
+    fn destination(&mut self, to: Source) -> Option<usize> {
+        if let Some(i) = self.known.iter().position(|e| e.key == to) {
+            return Some(i);
+        }
+        let found = self.hub.find(to)?;
+        self.known.push(found);
+        Some(self.known.len() - 1)
+    }
+
     fn send(&mut self, to: Source, msg: &[u8]) -> Result<()> {
-        let mut hub = self.hub.lock();
-        if msg.len() > hub.max_message {
+        if msg.len() > self.max_message {
             return Err(TransportError::MessageTooLarge {
                 len: msg.len(),
-                max: hub.max_message,
+                max: self.max_message,
             });
         }
-        let capacity = hub.capacity;
-        let Some(dest) = hub.endpoints.iter().position(|e| e.key == to) else {
+        let Some(dest) = self.destination(to) else {
             return Err(TransportError::UnknownDestination(format!("{to:?}")));
         };
-        if hub.endpoints[dest].queue.len() >= capacity {
+        let dest = &self.known[dest];
+        if dest.queue.is_full() {
             self.counters.send_would_block += 1;
             return Err(TransportError::WouldBlock);
         }
-        let mut buf = hub.pool.pop().unwrap_or_default();
+        let mut buf = dest.pool.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(msg);
-        hub.endpoints[dest].queue.push_back((self.me, buf));
+        if let Err((_, buf)) = dest.queue.push((self.me, buf)) {
+            // Filled by another sender since the check.
+            let _ = dest.pool.push(buf);
+            self.counters.send_would_block += 1;
+            return Err(TransportError::WouldBlock);
+        }
         self.counters.messages_out += 1;
         self.counters.bytes_out += msg.len() as u64;
         Ok(())
@@ -171,28 +185,30 @@ impl Network for InProcTransport {
     }
 
     fn poll<F: FnMut(Event<'_>)>(&mut self, _now_ns: u64, mut handler: F) -> Result<usize> {
-        {
-            let mut hub = self.hub.lock();
-            mem::swap(&mut hub.endpoints[self.index].queue, &mut self.inbox);
-        }
-        let n = self.inbox.len();
-        if n == 0 {
-            return Ok(0);
-        }
-        for (from, msg) in &self.inbox {
+        // At most what was queued when the poll began, so a busy sender cannot keep it here.
+        let n = self.inbox.queue.len();
+        let mut delivered = 0;
+        while delivered < n {
+            let Some((from, msg)) = self.inbox.queue.pop() else {
+                break;
+            };
+            delivered += 1;
             self.counters.messages_in += 1;
             self.counters.bytes_in += msg.len() as u64;
-            match *from {
-                Source::Member(member_id) => handler(Event::FromMember { member_id, msg }),
+            match from {
+                Source::Member(member_id) => handler(Event::FromMember {
+                    member_id,
+                    msg: &msg,
+                }),
                 Source::Client(addr) if matches!(self.me, Source::Member(_)) => {
-                    handler(Event::FromClient { addr, msg })
+                    handler(Event::FromClient { addr, msg: &msg })
                 }
                 Source::Client(_) => self.counters.dropped_unknown_member += 1,
             }
+            // The pool holds as many buffers as the queue: a full pool just drops this one.
+            let _ = self.inbox.pool.push(msg);
         }
-        let mut hub = self.hub.lock();
-        hub.pool.extend(self.inbox.drain(..).map(|(_, b)| b));
-        Ok(n)
+        Ok(delivered)
     }
 
     fn counters(&self) -> &TransportCounters {
