@@ -19,9 +19,7 @@ use tandem_cluster::codec::{Egress, EventCode, Ingress, PeerMessage, RejectCode}
 use tandem_cluster::consensus::{LogPosition, MemberId, SessionId, Term};
 use tandem_cluster::control::Counter;
 use tandem_cluster::node::{ClientConfig, ClientError, ClusterClient, ClusterNode, NodeConfig};
-use tandem_cluster::transport::frame::{
-    self, CLIENT_SOURCE_ID, Header, STREAM_CLIENT, STREAM_PEER,
-};
+use tandem_cluster::transport::frame::{self, CLIENT_SOURCE_ID, STREAM_CLIENT, STREAM_PEER};
 use tandem_cluster::transport::{
     Event, IoMode, MemberEndpoints, Network, Transport, TransportConfig,
 };
@@ -129,25 +127,6 @@ fn total(nodes: &[ClusterNode], counter: Counter) -> u64 {
     nodes.iter().map(|n| n.control().counter(counter)).sum()
 }
 
-/// A datagram with a valid transport header and checksum around `payload`.
-fn framed(cluster_id: u64, source_id: u32, stream_id: u16, payload: &[u8]) -> Vec<u8> {
-    let h = Header {
-        flags: 0,
-        cluster_id,
-        source_id,
-        stream_id,
-        message_id: 7,
-        message_len: payload.len() as u32,
-        frag_offset: 0,
-        frag_index: 0,
-        frag_count: 1,
-    };
-    let mut buf = vec![0u8; frame::HEADER_LEN + payload.len()];
-    let n = frame::encode(&h, payload, &mut buf);
-    buf.truncate(n);
-    buf
-}
-
 /// A client endpoint speaking the client protocol by hand (what an attacker can do).
 struct Raw {
     t: Transport,
@@ -228,7 +207,7 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
         .collect();
     let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut attacker = Raw::new(&members);
-    let not_ingress = framed(42, CLIENT_SOURCE_ID, STREAM_CLIENT, b"\x01\x03too short");
+    let not_ingress = framed_datagram(42, CLIENT_SOURCE_ID, STREAM_CLIENT, b"\x01\x03too short");
     let mut truncated = not_ingress.clone();
     truncated.truncate(frame::HEADER_LEN - 3);
     let mut bad_crc = not_ingress.clone();
@@ -236,8 +215,8 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
     bad_crc[last] ^= 0xFF;
     let mut lying_len = not_ingress.clone();
     lying_len.extend_from_slice(b"extra bytes the header does not count");
-    let wrong_cluster = framed(7, CLIENT_SOURCE_ID, STREAM_CLIENT, b"hello");
-    let wrong_stream = framed(42, CLIENT_SOURCE_ID, STREAM_PEER, b"hello");
+    let wrong_cluster = framed_datagram(7, CLIENT_SOURCE_ID, STREAM_CLIENT, b"hello");
+    let wrong_stream = framed_datagram(42, CLIENT_SOURCE_ID, STREAM_PEER, b"hello");
     let mut vote = Vec::new();
     PeerMessage::VoteRequest {
         pre_vote: false,
@@ -250,7 +229,7 @@ fn hostile_datagrams_hijacks_and_connect_floods_are_contained() {
     .encode(&mut vote);
     // A well-formed vote request with a huge term, claiming to be member 1, from an address
     // that is not member 1's: dropped before the core sees it (no election).
-    let forged_member = framed(42, 1, STREAM_PEER, &vote);
+    let forged_member = framed_datagram(42, 1, STREAM_PEER, &vote);
     let oversized = vec![0xA5u8; 60_000];
     let term_before = nodes[leader as usize].status().term;
     let mut flood_correlation = 10_000u64;

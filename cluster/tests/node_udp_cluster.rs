@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use tandem_cluster::control::Counter;
 use tandem_cluster::node::{ClientConfig, ClusterClient, ClusterNode};
-use tandem_cluster::transport::frame::{self, Header, STREAM_CLIENT, STREAM_PEER};
+use tandem_cluster::transport::frame::{self, STREAM_CLIENT, STREAM_PEER};
 use tandem_service_api::Role;
 
 fn send_all(client: &mut ClusterClient, from: u64, n: u64, replies: &mut Vec<(u64, Vec<u8>)>) {
@@ -27,24 +27,6 @@ fn send_all(client: &mut ClusterClient, from: u64, n: u64, replies: &mut Vec<(u6
         client.poll(|s, r| replies.push((s, r.to_vec()))).unwrap();
         (replies.len() as u64 == from + n).then_some(())
     });
-}
-
-fn forged(cluster_id: u64, source_id: u32, stream_id: u16, payload: &[u8]) -> Vec<u8> {
-    let h = Header {
-        flags: 0,
-        cluster_id,
-        source_id,
-        stream_id,
-        message_id: 7,
-        message_len: payload.len() as u32,
-        frag_offset: 0,
-        frag_index: 0,
-        frag_count: 1,
-    };
-    let mut buf = vec![0u8; frame::HEADER_LEN + payload.len()];
-    let n = frame::encode(&h, payload, &mut buf);
-    buf.truncate(n);
-    buf
 }
 
 #[test]
@@ -91,7 +73,7 @@ fn three_members_over_udp_apply_the_same_messages_and_ignore_garbage() {
             .sum()
         })
         .collect();
-    let good = forged(
+    let good = framed_datagram(
         42,
         u32::MAX,
         STREAM_CLIENT,
@@ -102,8 +84,8 @@ fn three_members_over_udp_apply_the_same_messages_and_ignore_garbage() {
     let mut bad_crc = good.clone();
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xFF;
-    let wrong_cluster = forged(7, u32::MAX, STREAM_CLIENT, b"hello");
-    let impostor = forged(42, 1, STREAM_PEER, b"\x01\x01forged vote");
+    let wrong_cluster = framed_datagram(7, u32::MAX, STREAM_CLIENT, b"hello");
+    let impostor = framed_datagram(42, 1, STREAM_PEER, b"\x01\x01forged vote");
     let oversized = vec![0xA5u8; 60_000];
     for ep in &eps {
         for d in [

@@ -17,6 +17,7 @@ use tandem_service_api::{
 
 use crate::agent::IdleStrategy;
 use crate::node::{NodeConfig, NodeHooks};
+use crate::transport::frame;
 
 /// The cluster id of [`config`].
 pub const CLUSTER_ID: u64 = 42;
@@ -161,4 +162,24 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A datagram with a valid transport header and checksum around `payload` (one fragment), as
+/// a member or client would send it: for tests that forge or mangle traffic.
+pub fn framed_datagram(cluster_id: u64, source_id: u32, stream_id: u16, payload: &[u8]) -> Vec<u8> {
+    let h = frame::Header {
+        flags: 0,
+        cluster_id,
+        source_id,
+        stream_id,
+        message_id: 7,
+        message_len: u32::try_from(payload.len()).expect("a test payload below 4 GiB"),
+        frag_offset: 0,
+        frag_index: 0,
+        frag_count: 1,
+    };
+    let mut buf = vec![0u8; frame::HEADER_LEN + payload.len()];
+    let n = frame::encode(&h, payload, &mut buf);
+    buf.truncate(n);
+    buf
 }
