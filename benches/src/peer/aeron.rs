@@ -729,7 +729,7 @@ mod tests {
     /// Measurement, not a check: `cargo test -p tandem-benches --release --features peer-aeron
     /// --lib -- --ignored --nocapture aeron_pingpong_figures`.
     #[test]
-    #[ignore = "measurement: run with --release --ignored --nocapture"]
+    #[ignore = "a timing measurement, not a check: needs a release build and a quiet machine; the README's Benchmarks section has the command (cargo test -p tandem-benches --release --features peer-aeron --lib -- --ignored --nocapture aeron_pingpong_figures)"]
     fn aeron_pingpong_figures() {
         for path in [AeronPath::Udp, AeronPath::Ipc] {
             let run = pingpong(

@@ -977,6 +977,8 @@ pub struct InlineLink<A> {
     ready: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     forwarder: Forwarder,
+    /// The message being encoded for the engine (reused).
+    msg: Vec<u8>,
     error: Option<SplitError>,
 }
 
@@ -989,6 +991,7 @@ impl<A: HashedApplication> InlineLink<A> {
             ready: VecDeque::new(),
             spare: Vec::new(),
             forwarder: Forwarder::new(LogPosition(0)),
+            msg: Vec::new(),
             error: None,
         }
     }
@@ -1038,12 +1041,13 @@ impl<A: HashedApplication> InlineLink<A> {
         commit: LogPosition,
     ) {
         let mut forwarder = self.forwarder;
-        let mut msg = Vec::new();
+        let mut msg = std::mem::take(&mut self.msg);
         forwarder.forward(log, applied, commit, 64 << 10, |position, frames| {
             encode_frames(&mut msg, position, frames);
             self.send(&msg);
             true
         });
+        self.msg = msg;
         self.forwarder = forwarder;
     }
 

@@ -511,7 +511,7 @@ mod tests {
     /// Figures for the report: `cargo test --release -p tandem-benches --features
     /// peer-openraft --lib -- --ignored --nocapture openraft_figures`.
     #[test]
-    #[ignore = "measurement, run by hand with --release"]
+    #[ignore = "a timing measurement, not a check: needs a release build and a quiet machine; the README's Benchmarks section has the command (cargo test -p tandem-benches --release --features peer-openraft --lib -- --ignored --nocapture openraft_figures)"]
     fn openraft_figures() {
         let secs = |s| Duration::from_secs(s);
         let run = latency(64, 5_000, secs(1), secs(5)).expect("latency run");
