@@ -1,6 +1,6 @@
 //! End-to-end behaviour of the core and the container on the in-process test cluster.
 
-use tandem_cluster::codec::client::{Egress, EventCode, Ingress};
+use tandem_cluster::codec::client::{Egress, EventCode, Ingress, egress_messages};
 use tandem_cluster::consensus::{
     Command, ElectionState, Input, LogPosition, LogStore, MemberId, SessionId,
 };
@@ -8,8 +8,9 @@ use tandem_cluster::testkit::{ServiceMode, TestCluster};
 use tandem_service_api::{CloseReason, Role};
 
 fn decode_all(msgs: &[Vec<u8>]) -> Vec<Egress<'_>> {
+    // A reply batch counts as its replies, one by one.
     msgs.iter()
-        .map(|m| Egress::decode(m).expect("valid egress"))
+        .flat_map(|m| egress_messages(m).expect("valid egress"))
         .collect()
 }
 

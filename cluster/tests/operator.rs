@@ -2,7 +2,7 @@
 //! member, forwarded to the leader, appended to the log and carried out by every member when
 //! it applies the entry.
 
-use tandem_cluster::codec::client::{Egress, EventCode, Ingress};
+use tandem_cluster::codec::client::{Egress, EventCode, Ingress, egress_messages};
 use tandem_cluster::codec::frame::EntryType;
 use tandem_cluster::consensus::{
     Command, Input, LogPosition, LogStore, OperatorAction, OperatorDone, SessionId,
@@ -71,13 +71,15 @@ fn busy_or_applied(c: &mut TestCluster, client: u64) -> (bool, bool) {
     let mut busy = false;
     let mut reply = false;
     for m in &msgs {
-        match Egress::decode(m).expect("valid egress") {
-            Egress::SessionEvent {
-                code: EventCode::Busy,
-                ..
-            } => busy = true,
-            Egress::Reply { .. } => reply = true,
-            _ => {}
+        for msg in egress_messages(m).expect("valid egress") {
+            match msg {
+                Egress::SessionEvent {
+                    code: EventCode::Busy,
+                    ..
+                } => busy = true,
+                Egress::Reply { .. } => reply = true,
+                _ => {}
+            }
         }
     }
     (busy, reply)

@@ -4,7 +4,8 @@
 //! its egress is closed through the log with `SlowConsumer` on every member alike.
 
 use tandem_cluster::codec::client::{
-    Egress, EventCode, Ingress, RejectCode, begin_batch, push_batch_message, set_batch_ack,
+    Egress, EventCode, Ingress, RejectCode, begin_batch, egress_messages, push_batch_message,
+    set_batch_ack,
 };
 use tandem_cluster::consensus::{Config, MemberId, SessionId};
 use tandem_cluster::testkit::{TestCluster, test_config};
@@ -149,10 +150,12 @@ fn a_client_that_stops_acknowledging_egress_is_closed_on_every_member() {
         c.flush();
         c.run_for(20_000_000);
         for b in c.take_client(2) {
-            if let Ok(Egress::Reply { egress_seq, .. }) = Egress::decode(&b)
-                && egress_seq == reader_acked + 1
-            {
-                reader_acked = egress_seq;
+            for msg in egress_messages(&b).expect("valid egress") {
+                if let Egress::Reply { egress_seq, .. } = msg
+                    && egress_seq == reader_acked + 1
+                {
+                    reader_acked = egress_seq;
+                }
             }
         }
     }

@@ -20,7 +20,22 @@
 //!  +-------------------------------+---------------+----------------------------------
 //! ```
 //!
-//! Egress types: 1 `SessionEvent`, 2 `Reply`, 3 `Ack`, 4 `NewLeader`.
+//! Egress types: 1 `SessionEvent`, 2 `Reply`, 3 `Ack`, 4 `NewLeader`, 5 `Replies`. A
+//! `Replies` batch carries up to [`MAX_BATCH_MESSAGES`] replies of one session with
+//! consecutive egress sequences: the leader joins each reply to the one it queued just before
+//! for the same client when it follows it in the same session ([`extend_replies`]), within
+//! one datagram, so the replies of a step travel together; a lone reply goes as `Reply`.
+//! [`egress_messages`] reads either as `Reply` messages, one per reply. Its layout:
+//!
+//! ```text
+//!  0       1       2                               10                              18
+//!  +-------+-------+-------------------------------+-------------------------------+
+//!  |version| 5     |        session (u64)          |     committed_seq (u64)       |
+//!  +-------+-------+-------------------------------+---------------+---------------+
+//!  18                              26              28
+//!  |   first_egress_seq (u64)      |  count (u16)  |  count records: request_seq (u64),
+//!  +-------------------------------+---------------+  len (u32), bytes
+//! ```
 
 use crate::codec::buf::{Reader, Writer};
 use crate::consensus::types::{MemberId, SessionId, Term};
@@ -36,6 +51,13 @@ pub const BATCH_HEADER_LEN: usize = 28;
 /// Bytes a record adds to a batch besides its message (its length).
 pub const BATCH_RECORD_OVERHEAD: usize = 4;
 const BATCH_TYPE: u8 = 6;
+/// Bytes of a reply batch before its records.
+pub const REPLY_BATCH_HEADER_LEN: usize = 28;
+/// Bytes a record adds to a reply batch besides its reply (request sequence and length).
+pub const REPLY_RECORD_OVERHEAD: usize = 12;
+const REPLIES_TYPE: u8 = 5;
+/// Bytes of a `Reply` before its payload.
+const REPLY_HEADER_LEN: usize = 34;
 const BATCH_ACK_AT: usize = 10;
 const BATCH_COUNT_AT: usize = 26;
 
@@ -369,6 +391,265 @@ pub enum Egress<'a> {
         /// Its term.
         term: Term,
     },
+    /// Replies of one session with consecutive egress sequences.
+    Replies(ReplyBatch<'a>),
+}
+
+/// Replies of one session with consecutive egress sequences, validated when decoded (see the
+/// module docs for the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyBatch<'a> {
+    /// The session.
+    pub session: SessionId,
+    /// Highest client sequence committed and applied for the session.
+    pub committed_seq: u64,
+    /// The egress sequence of the first reply (the others follow one by one).
+    pub first_egress_seq: u64,
+    count: u16,
+    records: &'a [u8],
+}
+
+impl<'a> ReplyBatch<'a> {
+    /// Replies in the batch.
+    pub fn len(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Whether the batch holds no reply.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The replies, in egress order, each as an [`Egress::Reply`].
+    pub fn iter(&self) -> ReplyBatchIter<'a> {
+        ReplyBatchIter {
+            session: self.session,
+            committed_seq: self.committed_seq,
+            next_egress_seq: self.first_egress_seq,
+            left: self.count,
+            records: self.records,
+        }
+    }
+
+    fn decode(r: &mut Reader<'a>) -> Result<Self, CodecError> {
+        let session = SessionId(r.u64()?);
+        let committed_seq = r.u64()?;
+        let first_egress_seq = r.u64()?;
+        let count = r.u16()?;
+        if count == 0 || usize::from(count) > MAX_BATCH_MESSAGES {
+            return Err(CodecError::Invalid {
+                what: "reply batch count",
+                value: u64::from(count),
+            });
+        }
+        if first_egress_seq.checked_add(u64::from(count)).is_none() {
+            return Err(CodecError::Invalid {
+                what: "reply batch first egress sequence",
+                value: first_egress_seq,
+            });
+        }
+        let records = r.rest();
+        let mut check = Reader::new(records, "reply batch record");
+        for _ in 0..count {
+            check.u64()?;
+            check.var_bytes()?;
+        }
+        check.finish()?;
+        Ok(Self {
+            session,
+            committed_seq,
+            first_egress_seq,
+            count,
+            records,
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        begin_reply_batch(out, self.session, self.first_egress_seq, self.committed_seq);
+        out.extend_from_slice(self.records);
+        out[start + BATCH_COUNT_AT..start + BATCH_COUNT_AT + 2]
+            .copy_from_slice(&self.count.to_le_bytes());
+    }
+}
+
+/// Iterates a [`ReplyBatch`]: each reply as an [`Egress::Reply`].
+#[derive(Debug, Clone)]
+pub struct ReplyBatchIter<'a> {
+    session: SessionId,
+    committed_seq: u64,
+    next_egress_seq: u64,
+    left: u16,
+    records: &'a [u8],
+}
+
+impl<'a> Iterator for ReplyBatchIter<'a> {
+    type Item = Egress<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        // Validated when the batch was decoded.
+        let request_seq = u64::from_le_bytes(self.records[..8].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(self.records[8..12].try_into().expect("4 bytes")) as usize;
+        let payload = &self.records[12..12 + len];
+        self.records = &self.records[12 + len..];
+        self.left -= 1;
+        let egress_seq = self.next_egress_seq;
+        self.next_egress_seq += 1;
+        Some(Egress::Reply {
+            session: self.session,
+            egress_seq,
+            request_seq,
+            committed_seq: self.committed_seq,
+            payload,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (usize::from(self.left), Some(usize::from(self.left)))
+    }
+}
+
+impl ExactSizeIterator for ReplyBatchIter<'_> {}
+
+/// Starts a reply batch at the end of `out` (which may hold other messages before it), with
+/// no reply yet: add at least one with [`push_reply_record`] before sending it.
+pub fn begin_reply_batch(
+    out: &mut Vec<u8>,
+    session: SessionId,
+    first_egress_seq: u64,
+    committed_seq: u64,
+) {
+    out.put_u8(CLIENT_VERSION);
+    out.put_u8(REPLIES_TYPE);
+    out.put_u64(session.0);
+    out.put_u64(committed_seq);
+    out.put_u64(first_egress_seq);
+    out.extend_from_slice(&0u16.to_le_bytes());
+}
+
+/// Appends the next reply to the batch that starts at `out[start..]`
+/// ([`begin_reply_batch`]); returns the replies it now holds.
+///
+/// # Panics
+/// If the batch already holds [`MAX_BATCH_MESSAGES`] replies, or `out[start..]` does not hold a
+/// reply batch.
+pub fn push_reply_record(
+    out: &mut Vec<u8>,
+    start: usize,
+    request_seq: u64,
+    payload: &[u8],
+) -> usize {
+    assert!(out.len() >= start + REPLY_BATCH_HEADER_LEN && out[start + 1] == REPLIES_TYPE);
+    let at = start + BATCH_COUNT_AT;
+    let count = usize::from(u16::from_le_bytes([out[at], out[at + 1]]));
+    assert!(count < MAX_BATCH_MESSAGES, "reply batch full");
+    out.put_u64(request_seq);
+    out.put_var_bytes(payload);
+    out[at..at + 2].copy_from_slice(&(count as u16 + 1).to_le_bytes());
+    count + 1
+}
+
+/// Joins a reply to the reply message that starts at `out[start..]` and runs to the end of
+/// `out` — a `Reply` (made a `Replies` batch of two) or a `Replies` batch — when it belongs to
+/// the same session, is next in egress order, and the batch stays within
+/// [`MAX_BATCH_MESSAGES`] and `max_bytes`; the batch then reports `committed_seq`. Returns
+/// whether it did (if not, `out` is unchanged).
+#[allow(clippy::too_many_arguments)]
+pub fn extend_replies(
+    out: &mut Vec<u8>,
+    start: usize,
+    session: SessionId,
+    egress_seq: u64,
+    request_seq: u64,
+    committed_seq: u64,
+    payload: &[u8],
+    max_bytes: usize,
+) -> bool {
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    let msg = &out[start..];
+    if msg.len() < 2 || msg[0] != CLIENT_VERSION {
+        return false;
+    }
+    let record = REPLY_RECORD_OVERHEAD + payload.len();
+    match msg[1] {
+        2 if msg.len() >= REPLY_HEADER_LEN => {
+            let old_len = msg.len() - REPLY_HEADER_LEN;
+            if u64_at(msg, 2) != session.0
+                || u64_at(msg, 10).checked_add(1) != Some(egress_seq)
+                || REPLY_BATCH_HEADER_LEN + REPLY_RECORD_OVERHEAD + old_len + record > max_bytes
+            {
+                return false;
+            }
+            let (first, old_request) = (u64_at(msg, 10), u64_at(msg, 18));
+            // Batch header and first record take 6 bytes more than the reply's header.
+            let end = out.len();
+            let shift = REPLY_BATCH_HEADER_LEN + REPLY_RECORD_OVERHEAD - REPLY_HEADER_LEN;
+            out.resize(end + shift, 0);
+            out.copy_within(
+                start + REPLY_HEADER_LEN..end,
+                start + REPLY_HEADER_LEN + shift,
+            );
+            let b = &mut out[start..];
+            b[1] = REPLIES_TYPE;
+            b[10..18].copy_from_slice(&committed_seq.to_le_bytes());
+            b[18..26].copy_from_slice(&first.to_le_bytes());
+            b[26..28].copy_from_slice(&1u16.to_le_bytes());
+            b[28..36].copy_from_slice(&old_request.to_le_bytes());
+            b[36..40].copy_from_slice(&(old_len as u32).to_le_bytes());
+            push_reply_record(out, start, request_seq, payload);
+            true
+        }
+        REPLIES_TYPE if msg.len() >= REPLY_BATCH_HEADER_LEN => {
+            let count = u16::from_le_bytes([msg[BATCH_COUNT_AT], msg[BATCH_COUNT_AT + 1]]);
+            if u64_at(msg, 2) != session.0
+                || u64_at(msg, 18).checked_add(u64::from(count)) != Some(egress_seq)
+                || usize::from(count) >= MAX_BATCH_MESSAGES
+                || msg.len() + record > max_bytes
+            {
+                return false;
+            }
+            out[start + 10..start + 18].copy_from_slice(&committed_seq.to_le_bytes());
+            push_reply_record(out, start, request_seq, payload);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The messages of one egress datagram, a [`Egress::Replies`] batch read as one
+/// [`Egress::Reply`] per reply: what a client acts on. See [`egress_messages`].
+#[derive(Debug, Clone)]
+pub enum EgressMessages<'a> {
+    /// A message other than a batch (taken once).
+    One(Option<Egress<'a>>),
+    /// The replies of a batch.
+    Batch(ReplyBatchIter<'a>),
+}
+
+impl<'a> Iterator for EgressMessages<'a> {
+    type Item = Egress<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::One(m) => m.take(),
+            Self::Batch(it) => it.next(),
+        }
+    }
+}
+
+/// Decodes one egress datagram into the messages a client acts on: a reply batch yields its
+/// replies one by one as [`Egress::Reply`], any other message itself.
+///
+/// # Errors
+/// A [`CodecError`] on malformed input (never panics).
+pub fn egress_messages(bytes: &[u8]) -> Result<EgressMessages<'_>, CodecError> {
+    Ok(match Egress::decode(bytes)? {
+        Egress::Replies(b) => EgressMessages::Batch(b.iter()),
+        m => EgressMessages::One(Some(m)),
+    })
 }
 
 impl Ingress<'_> {
@@ -553,6 +834,7 @@ impl Egress<'_> {
                 out.put_u32(leader.0);
                 out.put_u64(term.0);
             }
+            Self::Replies(b) => b.encode(out),
         }
     }
 
@@ -597,6 +879,7 @@ impl Egress<'_> {
                 leader: MemberId(r.u32()?),
                 term: Term(r.u64()?),
             },
+            REPLIES_TYPE => Egress::Replies(ReplyBatch::decode(&mut r)?),
             tag => {
                 return Err(CodecError::UnknownType {
                     what: "egress message",
@@ -762,6 +1045,220 @@ mod tests {
         begin_batch(&mut wrap, SessionId(1), u64::MAX);
         push_batch_message(&mut wrap, b"x");
         assert!(Ingress::decode(&wrap).is_err());
+    }
+
+    #[test]
+    fn reply_batches_round_trip_and_bad_ones_are_refused() {
+        let replies: Vec<Vec<u8>> = (0..MAX_BATCH_MESSAGES)
+            .map(|i| vec![i as u8; i % 7])
+            .collect();
+        // After another message in the same buffer, as the leader's outbox holds them.
+        let mut out = vec![0xAA; 5];
+        let start = out.len();
+        begin_reply_batch(&mut out, SessionId(4), 10, 99);
+        for (i, r) in replies.iter().enumerate() {
+            assert_eq!(push_reply_record(&mut out, start, 500 + i as u64, r), i + 1);
+        }
+        let b = out[start..].to_vec();
+        let decoded = Egress::decode(&b).unwrap();
+        let Egress::Replies(batch) = decoded else {
+            panic!("{decoded:?}");
+        };
+        assert_eq!(batch.len(), MAX_BATCH_MESSAGES);
+        let got: Vec<Egress<'_>> = egress_messages(&b).unwrap().collect();
+        let want: Vec<Egress<'_>> = replies
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Egress::Reply {
+                session: SessionId(4),
+                egress_seq: 10 + i as u64,
+                request_seq: 500 + i as u64,
+                committed_seq: 99,
+                payload: r,
+            })
+            .collect();
+        assert_eq!(got, want);
+        let mut again = Vec::new();
+        decoded.encode(&mut again);
+        assert_eq!(again, b);
+        // A message other than a batch is itself.
+        let mut ack = Vec::new();
+        Egress::Ack {
+            session: SessionId(4),
+            committed_seq: 3,
+        }
+        .encode(&mut ack);
+        assert_eq!(
+            egress_messages(&ack).unwrap().collect::<Vec<_>>(),
+            [Egress::Ack {
+                session: SessionId(4),
+                committed_seq: 3
+            }]
+        );
+        // Every truncation, a trailing byte, a count of 0, too high or too low, a length past
+        // the end, an egress sequence that wraps: refused.
+        for cut in 0..b.len() {
+            assert!(Egress::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(Egress::decode(&trailing).is_err());
+        for bad in [0u16, 65, 3] {
+            let mut c = b.clone();
+            c[BATCH_COUNT_AT..BATCH_COUNT_AT + 2].copy_from_slice(&bad.to_le_bytes());
+            assert!(Egress::decode(&c).is_err(), "count {bad}");
+        }
+        let mut huge_len = Vec::new();
+        begin_reply_batch(&mut huge_len, SessionId(1), 1, 1);
+        push_reply_record(&mut huge_len, 0, 1, b"x");
+        let at = REPLY_BATCH_HEADER_LEN + 8;
+        huge_len[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Egress::decode(&huge_len).is_err());
+        let mut wrap = Vec::new();
+        begin_reply_batch(&mut wrap, SessionId(1), u64::MAX, 1);
+        push_reply_record(&mut wrap, 0, 1, b"x");
+        assert!(Egress::decode(&wrap).is_err());
+        assert_eq!(
+            REPLY_BATCH_HEADER_LEN
+                + MAX_BATCH_MESSAGES * REPLY_RECORD_OVERHEAD
+                + replies.iter().map(Vec::len).sum::<usize>(),
+            b.len()
+        );
+    }
+
+    #[test]
+    fn replies_join_the_batch_before_them_only_when_they_follow_it() {
+        let max = 200;
+        let mut out = b"other".to_vec();
+        let start = out.len();
+        encode_reply(&mut out, SessionId(3), 7, 70, 70, b"first");
+        let before = out.clone();
+        // Another session, a gap, a repeat, or too big for `max`: refused, `out` unchanged.
+        assert!(!extend_replies(
+            &mut out,
+            start,
+            SessionId(4),
+            8,
+            71,
+            71,
+            b"x",
+            max
+        ));
+        assert!(!extend_replies(
+            &mut out,
+            start,
+            SessionId(3),
+            9,
+            71,
+            71,
+            b"x",
+            max
+        ));
+        assert!(!extend_replies(
+            &mut out,
+            start,
+            SessionId(3),
+            7,
+            71,
+            71,
+            b"x",
+            max
+        ));
+        assert!(!extend_replies(
+            &mut out,
+            start,
+            SessionId(3),
+            8,
+            71,
+            71,
+            &[0; 200],
+            max
+        ));
+        assert!(!extend_replies(
+            &mut out,
+            0,
+            SessionId(3),
+            8,
+            71,
+            71,
+            b"x",
+            max
+        ));
+        assert_eq!(out, before);
+        assert!(extend_replies(
+            &mut out,
+            start,
+            SessionId(3),
+            8,
+            71,
+            72,
+            b"second",
+            max
+        ));
+        assert!(extend_replies(
+            &mut out,
+            start,
+            SessionId(3),
+            9,
+            72,
+            72,
+            b"",
+            max
+        ));
+        assert!(!extend_replies(
+            &mut out,
+            start,
+            SessionId(3),
+            11,
+            73,
+            73,
+            b"x",
+            max
+        ));
+        assert_eq!(&out[..start], b"other");
+        let got: Vec<Egress<'_>> = egress_messages(&out[start..]).unwrap().collect();
+        let reply = |egress_seq, request_seq, payload| Egress::Reply {
+            session: SessionId(3),
+            egress_seq,
+            request_seq,
+            committed_seq: 72,
+            payload,
+        };
+        assert_eq!(
+            got,
+            [
+                reply(7, 70, &b"first"[..]),
+                reply(8, 71, &b"second"[..]),
+                reply(9, 72, &b""[..])
+            ]
+        );
+        // Fills up to MAX_BATCH_MESSAGES, then refuses.
+        let mut out = Vec::new();
+        encode_reply(&mut out, SessionId(1), 1, 1, 1, b"r");
+        for e in 2..=MAX_BATCH_MESSAGES as u64 {
+            assert!(extend_replies(
+                &mut out,
+                0,
+                SessionId(1),
+                e,
+                e,
+                e,
+                b"r",
+                usize::MAX
+            ));
+        }
+        let next = MAX_BATCH_MESSAGES as u64 + 1;
+        assert!(!extend_replies(
+            &mut out,
+            0,
+            SessionId(1),
+            next,
+            next,
+            next,
+            b"r",
+            usize::MAX
+        ));
+        assert_eq!(egress_messages(&out).unwrap().count(), MAX_BATCH_MESSAGES);
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub mod entry;
 pub mod frame;
 pub mod peer;
 
-pub use client::{Egress, EventCode, Ingress, MessageBatch, RejectCode};
+pub use client::{
+    Egress, EventCode, Ingress, MessageBatch, RejectCode, ReplyBatch, egress_messages,
+};
 pub use frame::{
     EntryType, FRAME_HEADER_LEN, Frame, FrameHeader, FrameIter, decode_frame, encode_frame,
     frame_len_aligned,

@@ -32,7 +32,7 @@
 //!   agrees (`sessions_disconnected_slow`). A new leader starts each session as acknowledged
 //!   up to its current reply.
 
-use crate::codec::client::{Egress, EventCode, Ingress, RejectCode, encode_reply};
+use crate::codec::client::{Egress, EventCode, Ingress, RejectCode};
 use crate::codec::entry::SessionOpenPayload;
 use crate::codec::frame::EntryType;
 use crate::consensus::Application;
@@ -187,16 +187,15 @@ impl<L: LogStore> Consensus<L> {
                 let s = &self.state.sessions[&session];
                 for (r, bytes) in s.replies.iter() {
                     if r.egress_seq > last_egress_seq {
-                        let start = out.bytes.len();
-                        encode_reply(
-                            &mut out.bytes,
+                        out.send_reply(
+                            from,
                             session,
                             r.egress_seq,
                             r.request_seq,
                             last_seq,
                             bytes,
+                            self.cfg.max_reply_batch_bytes,
                         );
-                        out.finish_client(from, start);
                     }
                 }
             }
@@ -346,16 +345,15 @@ impl<L: LogStore> Consensus<L> {
             for (r, bytes) in s.replies.iter() {
                 if r.request_seq == sequence {
                     any = true;
-                    let start = out.bytes.len();
-                    encode_reply(
-                        &mut out.bytes,
+                    out.send_reply(
+                        from,
                         session,
                         r.egress_seq,
                         r.request_seq,
                         last_seq,
                         bytes,
+                        self.cfg.max_reply_batch_bytes,
                     );
-                    out.finish_client(from, start);
                 }
             }
             if !any {
@@ -388,6 +386,8 @@ impl<L: LogStore> Consensus<L> {
     }
 
     /// Leader, after applying: send the replies the service offered.
+    /// Sends the replies just applied: a session's consecutive replies go as one batch
+    /// (see [`Outbox::send_reply`]).
     pub(super) fn send_new_replies(&mut self, out: &mut Outbox) {
         for i in 0..self.state.new_replies.len() {
             let (session, egress_seq) = self.state.new_replies[i];
@@ -398,16 +398,15 @@ impl<L: LogStore> Consensus<L> {
                 continue;
             };
             let to = self.clients.get(&session).map_or(s.client, |c| c.addr);
-            let start = out.bytes.len();
-            encode_reply(
-                &mut out.bytes,
+            out.send_reply(
+                to,
                 session,
                 egress_seq,
                 r.request_seq,
                 s.last_seq,
                 bytes,
+                self.cfg.max_reply_batch_bytes,
             );
-            out.finish_client(to, start);
             let behind = self.clients.get(&session).is_some_and(|c| {
                 !c.close_appended
                     && s.egress_seq.saturating_sub(c.acked_egress_seq) > self.cfg.max_unacked_egress

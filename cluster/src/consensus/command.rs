@@ -3,11 +3,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::codec::client::Egress;
+use crate::codec::client::{Egress, encode_reply, extend_replies};
 use crate::codec::peer::PeerMessage;
 use crate::consensus::election::ElectionState;
 use crate::consensus::snapshot::Snapshot;
-use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction, Term};
+use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction, SessionId, Term};
 use tandem_service_api::Role;
 
 /// What the node state file holds (DESIGN §4): written and made durable before any message
@@ -181,6 +181,49 @@ impl Outbox {
             to,
             bytes: start..end,
         });
+    }
+
+    /// Queues a reply for client `to`: joined to the reply message queued last when that one
+    /// goes to `to`, is of the same session and just before it in egress order, and the batch
+    /// stays within `max_batch_bytes` (see [`extend_replies`]); otherwise a `Reply` of its own.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_reply(
+        &mut self,
+        to: ClientAddr,
+        session: SessionId,
+        egress_seq: u64,
+        request_seq: u64,
+        committed_seq: u64,
+        payload: &[u8],
+        max_batch_bytes: usize,
+    ) {
+        if let Some(Command::SendClient { to: last_to, bytes }) = self.commands.last_mut()
+            && *last_to == to
+            && bytes.end == self.bytes.len()
+            && extend_replies(
+                &mut self.bytes,
+                bytes.start,
+                session,
+                egress_seq,
+                request_seq,
+                committed_seq,
+                payload,
+                max_batch_bytes,
+            )
+        {
+            bytes.end = self.bytes.len();
+            return;
+        }
+        let start = self.bytes.len();
+        encode_reply(
+            &mut self.bytes,
+            session,
+            egress_seq,
+            request_seq,
+            committed_seq,
+            payload,
+        );
+        self.finish_client(to, start);
     }
 
     /// Queues the bytes written since `start` for client `to`.

@@ -43,6 +43,9 @@ pub struct Config {
     /// reading falls behind by more and is closed through the log with
     /// `CloseReason::SlowConsumer` (a slow consumer), so every member agrees.
     pub max_unacked_egress: u64,
+    /// Most bytes of one `Replies` batch to a client (the replies of a step for one session
+    /// travel together): one datagram's payload. A reply larger than this goes alone.
+    pub max_reply_batch_bytes: usize,
     /// Most service messages waiting for the log.
     pub max_pending_service_messages: usize,
     /// Seed of the core's PRNG (election jitter).
@@ -72,6 +75,7 @@ impl Config {
             reply_cache_bytes: 64 * 1024,
             max_sessions: 1024,
             max_unacked_egress: 4096,
+            max_reply_batch_bytes: 1408 - crate::transport::frame::HEADER_LEN,
             max_pending_service_messages: 1024,
             seed: 0x7A4D_E11A ^ u64::from(member_id.0),
             bugs: BugFlags::default(),

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use crate::codec::client::{
     BATCH_HEADER_LEN, BATCH_RECORD_OVERHEAD, Egress, EventCode, Ingress, MAX_BATCH_MESSAGES,
-    RejectCode, batch_count, batch_first_sequence, begin_batch, push_batch_message, set_batch_ack,
+    RejectCode, batch_count, batch_first_sequence, begin_batch, egress_messages,
+    push_batch_message, set_batch_ack,
 };
 use crate::consensus::SessionId;
 use crate::transport::frame::HEADER_LEN;
@@ -622,9 +623,26 @@ impl State {
         if self.error.is_some() {
             return;
         }
-        let Ok(msg) = Egress::decode(bytes) else {
+        let Ok(msgs) = egress_messages(bytes) else {
             return;
         };
+        for msg in msgs {
+            self.on_egress_message(session, from, msg, handler, delivered);
+        }
+    }
+
+    /// One message of a datagram from a member (a reply batch gives each reply in turn).
+    fn on_egress_message(
+        &mut self,
+        session: SessionId,
+        from: u32,
+        msg: Egress<'_>,
+        handler: &mut impl FnMut(u64, &[u8]),
+        delivered: &mut usize,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
         match msg {
             Egress::Reply {
                 session: s,

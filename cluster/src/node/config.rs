@@ -261,6 +261,7 @@ impl NodeConfig {
         c.session_timeout_ns = self.session_timeout_ms as i64 * ms;
         c.max_sessions = self.max_sessions;
         c.max_unacked_egress = self.max_unacked_egress;
+        c.max_reply_batch_bytes = self.mtu - crate::transport::frame::HEADER_LEN;
         c
     }
 }

@@ -2,7 +2,7 @@
 //! at a time. It times out, fails over to another member, re-attaches to its session and
 //! re-sends the same sequence number (exactly once is the cluster's job).
 
-use crate::codec::client::{Egress, EventCode, Ingress};
+use crate::codec::client::{Egress, EventCode, Ingress, egress_messages};
 use crate::consensus::SessionId;
 
 use crate::sim::kv::{KvOp, KvRet, decode_reply, encode_request};
@@ -195,9 +195,23 @@ impl Client {
         sends: &mut Vec<(u32, Vec<u8>)>,
         events: &mut Vec<ClientEvent>,
     ) {
-        let Ok(msg) = Egress::decode(bytes) else {
+        let Ok(msgs) = egress_messages(bytes) else {
             return;
         };
+        for msg in msgs {
+            self.receive_message(now_ns, from, msg, sends, events);
+        }
+    }
+
+    /// One message of a datagram (a reply batch gives each reply in turn).
+    fn receive_message(
+        &mut self,
+        now_ns: i64,
+        from: u32,
+        msg: Egress<'_>,
+        sends: &mut Vec<(u32, Vec<u8>)>,
+        events: &mut Vec<ClientEvent>,
+    ) {
         match msg {
             Egress::SessionEvent {
                 correlation_id,
@@ -266,7 +280,8 @@ impl Client {
                     }
                 }
             }
-            Egress::Ack { .. } => {}
+            // `egress_messages` splits batches into replies.
+            Egress::Ack { .. } | Egress::Replies(_) => {}
         }
     }
 }

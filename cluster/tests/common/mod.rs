@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem_cluster::codec::client::{Egress, Ingress};
+use tandem_cluster::codec::client::{Egress, Ingress, egress_messages};
 use tandem_cluster::consensus::rng::SplitMix64;
 use tandem_cluster::consensus::{Config, Input, MemberId, SessionId};
 use tandem_cluster::testkit::{Chaos, TestCluster};
@@ -26,25 +26,27 @@ impl Client {
             if self.rng.below(10) == 0 {
                 continue; // lost on the way to the client
             }
-            match Egress::decode(&m).expect("valid egress") {
-                Egress::Reply {
-                    committed_seq,
-                    request_seq,
-                    payload,
-                    ..
-                } => {
-                    self.acked = self.acked.max(committed_seq);
-                    let prev = self.replies.insert(request_seq, payload.to_vec());
-                    if let Some(prev) = prev {
-                        assert_eq!(prev, payload, "a retried request got a different reply");
+            for msg in egress_messages(&m).expect("valid egress") {
+                match msg {
+                    Egress::Reply {
+                        committed_seq,
+                        request_seq,
+                        payload,
+                        ..
+                    } => {
+                        self.acked = self.acked.max(committed_seq);
+                        let prev = self.replies.insert(request_seq, payload.to_vec());
+                        if let Some(prev) = prev {
+                            assert_eq!(prev, payload, "a retried request got a different reply");
+                        }
                     }
+                    Egress::Ack { committed_seq, .. } => self.acked = self.acked.max(committed_seq),
+                    Egress::SessionEvent {
+                        leader: Some(l), ..
+                    } => self.leader = l.0,
+                    Egress::NewLeader { leader, .. } => self.leader = leader.0,
+                    _ => {}
                 }
-                Egress::Ack { committed_seq, .. } => self.acked = self.acked.max(committed_seq),
-                Egress::SessionEvent {
-                    leader: Some(l), ..
-                } => self.leader = l.0,
-                Egress::NewLeader { leader, .. } => self.leader = leader.0,
-                _ => {}
             }
         }
     }

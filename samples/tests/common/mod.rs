@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem_cluster::codec::client::{Egress, EventCode, Ingress};
+use tandem_cluster::codec::client::{Egress, EventCode, Ingress, egress_messages};
 use tandem_cluster::consensus::{Config, Input, LogPosition, MemberId, SessionId};
 use tandem_cluster::testkit::test_config;
 pub use tandem_cluster::testkit::{ServiceMode, TestCluster};
@@ -197,29 +197,31 @@ impl<S: ClusteredService> Sessions<S> for TestCluster<S> {
             .map(std::mem::take)
             .unwrap_or_default();
         for m in msgs {
-            match Egress::decode(&m).expect("valid egress") {
-                Egress::Reply {
-                    egress_seq,
-                    request_seq,
-                    committed_seq,
-                    payload,
-                    ..
-                } => {
-                    client.unacked.retain(|&s, _| s > committed_seq);
-                    if egress_seq > client.last_egress_seq {
-                        assert_eq!(egress_seq, client.last_egress_seq + 1, "reply gap");
-                        client.last_egress_seq = egress_seq;
-                        client.replies.push((request_seq, payload.to_vec()));
+            for msg in egress_messages(&m).expect("valid egress") {
+                match msg {
+                    Egress::Reply {
+                        egress_seq,
+                        request_seq,
+                        committed_seq,
+                        payload,
+                        ..
+                    } => {
+                        client.unacked.retain(|&s, _| s > committed_seq);
+                        if egress_seq > client.last_egress_seq {
+                            assert_eq!(egress_seq, client.last_egress_seq + 1, "reply gap");
+                            client.last_egress_seq = egress_seq;
+                            client.replies.push((request_seq, payload.to_vec()));
+                        }
                     }
+                    Egress::Ack { committed_seq, .. } => {
+                        client.unacked.retain(|&s, _| s > committed_seq);
+                    }
+                    Egress::SessionEvent {
+                        code: EventCode::Closed,
+                        ..
+                    } => client.closed = true,
+                    _ => {}
                 }
-                Egress::Ack { committed_seq, .. } => {
-                    client.unacked.retain(|&s, _| s > committed_seq);
-                }
-                Egress::SessionEvent {
-                    code: EventCode::Closed,
-                    ..
-                } => client.closed = true,
-                _ => {}
             }
         }
     }
