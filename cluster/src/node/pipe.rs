@@ -1,13 +1,18 @@
 //! [`MessagePipe`]: the bounded hand-off of messages between two of a member's agents (the
 //! network agent and the consensus agent), one producer and one consumer.
 //!
-//! `capacity` byte buffers are allocated up front and circulate between two lock-free
-//! [`ArrayQueue`]s: the producer takes a free buffer, copies the message into it and pushes it
-//! onto the full queue; the consumer pops it, reads it and gives the buffer back. Once running
-//! the per-message path takes no lock and allocates nothing: a buffer grows only when a
-//! message is larger than any it held before (and is trimmed back to [`RETAIN_BYTES`] when
-//! it comes back larger, so a rare large message — a snapshot chunk, a big append — does not
-//! pin memory in every slot).
+//! Byte buffers circulate between two lock-free [`ArrayQueue`]s: the producer takes a free
+//! buffer, copies the message into it and pushes it onto the full queue; the consumer pops it,
+//! reads it and gives the buffer back. Once running the per-message path takes no lock and
+//! allocates nothing: a buffer grows only when a message is larger than any it held before
+//! (and is trimmed back to [`RETAIN_BYTES`] when it comes back larger, so a rare large
+//! message — a snapshot chunk, a big append — does not pin memory in every slot).
+//!
+//! The pool holds only as many buffers as were ever in flight at once ([`PREALLOCATED`] made
+//! up front, more allocated when a burst needs them, never more than the capacity): the free
+//! queue is first in, first out, so with every slot's buffer in it each message would be
+//! copied into the coldest buffer of thousands (megabytes cycled through the cache); with the
+//! pool at the peak in flight the buffers stay warm.
 //!
 //! ```text
 //!   producer                           consumer
@@ -41,11 +46,15 @@ pub(crate) struct Message {
 /// A buffer that comes back larger than this is trimmed to it.
 pub(crate) const RETAIN_BYTES: usize = 16 << 10;
 
+/// Buffers a pipe makes when created (at most its capacity); more come when a burst needs them.
+pub(crate) const PREALLOCATED: usize = 64;
+
 /// A bounded single-producer, single-consumer queue of messages over preallocated buffers.
 #[derive(Debug)]
 pub(crate) struct MessagePipe {
     full: ArrayQueue<Message>,
     free: ArrayQueue<Vec<u8>>,
+    initial_bytes: usize,
     refused: AtomicU64,
 }
 
@@ -57,21 +66,35 @@ impl MessagePipe {
     pub(crate) fn new(capacity: usize, initial_bytes: usize) -> Self {
         assert!(capacity > 0, "a pipe holds at least one message");
         let free = ArrayQueue::new(capacity);
-        for _ in 0..capacity {
+        for _ in 0..capacity.min(PREALLOCATED) {
             free.push(Vec::with_capacity(initial_bytes))
-                .expect("as many buffers as slots");
+                .expect("no more buffers than slots");
         }
         Self {
             full: ArrayQueue::new(capacity),
             free,
+            initial_bytes,
             refused: AtomicU64::new(0),
         }
     }
 
+    /// Producer: a free buffer, made if none is free but a slot is (`None`: the pipe is full).
+    fn take_buffer(&self) -> Option<Vec<u8>> {
+        // Only this producer fills slots: a slot free now stays free until it publishes.
+        if self.full.is_full() {
+            return None;
+        }
+        Some(
+            self.free
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(self.initial_bytes)),
+        )
+    }
+
     /// Producer: copies `bytes` into a free buffer and queues it; `false` (and counted) when
-    /// every buffer is in use.
+    /// every slot is in use.
     pub(crate) fn offer(&self, endpoint: Endpoint, bytes: &[u8]) -> bool {
-        let Some(mut buf) = self.free.pop() else {
+        let Some(mut buf) = self.take_buffer() else {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return false;
         };
@@ -81,22 +104,27 @@ impl MessagePipe {
             endpoint,
             bytes: buf,
         });
-        // Buffers and slots are equal in number: a buffer taken from the free list always
-        // finds a slot in the full queue.
-        assert!(queued.is_ok(), "pipe holds more buffers than slots");
+        // The slot seen free above: only the consumer ran since, and it only frees slots.
+        assert!(
+            queued.is_ok(),
+            "a single producer found its free slot taken"
+        );
         true
     }
 
     /// Producer: a free buffer to fill in place and queue with [`MessagePipe::publish`]
-    /// (`None` when every buffer is in use; not counted as a refusal).
+    /// (`None` when every slot is in use; not counted as a refusal).
     pub(crate) fn acquire(&self) -> Option<Vec<u8>> {
-        self.free.pop()
+        self.take_buffer()
     }
 
     /// Producer: queues a buffer taken with [`MessagePipe::acquire`].
     pub(crate) fn publish(&self, endpoint: Endpoint, bytes: Vec<u8>) {
         let queued = self.full.push(Message { endpoint, bytes });
-        assert!(queued.is_ok(), "pipe holds more buffers than slots");
+        assert!(
+            queued.is_ok(),
+            "a single producer found its free slot taken"
+        );
     }
 
     /// Consumer: the oldest queued message.
@@ -110,13 +138,14 @@ impl MessagePipe {
             bytes.clear();
             bytes.shrink_to(RETAIN_BYTES);
         }
-        let returned = self.free.push(bytes);
-        assert!(returned.is_ok(), "a buffer recycled twice");
+        // The free list holds as many buffers as there are slots; one more (made while the
+        // consumer still held this one) is dropped.
+        let _ = self.free.push(bytes);
     }
 
-    /// Free buffers now (what the producer may still offer without a refusal).
+    /// Free slots now (what the producer may still offer without a refusal).
     pub(crate) fn free_slots(&self) -> usize {
-        self.free.len()
+        self.full.capacity() - self.full.len()
     }
 
     /// Whether no message is queued.
