@@ -13,6 +13,7 @@
 //! or a panic.
 
 mod affinity;
+mod clock;
 mod composite;
 mod duty_cycle;
 mod error;
@@ -23,6 +24,7 @@ mod runner;
 mod threading;
 
 pub use self::affinity::{CoreList, available_cores, check_core, pin_current_thread};
+pub use self::clock::AgentClock;
 pub use self::composite::CompositeAgent;
 pub use self::duty_cycle::{Agent, Termination};
 pub use self::error::AgentError;

@@ -8,7 +8,7 @@
 //! 1. Take what the network agent received from the inbound pipe; decode each message (peer
 //!    messages from the peer socket, client messages from the client socket) and feed it to
 //!    `Consensus::handle`; undecodable ones are dropped and counted.
-//! 2. `Tick` with the monotonic clock (`Instant`-based nanoseconds since the node started;
+//! 2. `Tick` with the monotonic clock (`AgentClock` nanoseconds since the node started;
 //!    the core stamps cluster time from it, never from the wall clock).
 //! 3. Carry out the commands in order: sends (onto the outbound pipe), durability (`fsync = none`: reported durable at
 //!    once; `every`: the archive synced on append; `batch`: one `fdatasync` of the written
@@ -41,10 +41,11 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::agent::{
-    Agent, AgentError, AgentRunner, CompositeAgent, IdleStrategy, Termination, ThreadingMode,
+    Agent, AgentClock, AgentError, AgentRunner, CompositeAgent, IdleStrategy, Termination,
+    ThreadingMode,
 };
 use crate::codec::{Ingress, PeerMessage};
 use crate::consensus::{
@@ -314,7 +315,7 @@ struct Inner<F: ServiceFactory> {
     control: Arc<ControlFile>,
     out: Outbox,
     done: Outbox,
-    epoch: Instant,
+    epoch: AgentClock,
     now_ns: i64,
     /// `batch`: the highest `Appended` end not yet synced, and its epoch.
     unsynced: Option<(LogPosition, u64)>,
@@ -490,7 +491,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
                 control,
                 out: Outbox::new(),
                 done: Outbox::new(),
-                epoch: Instant::now(),
+                epoch: AgentClock::start(),
                 now_ns: 0,
                 unsynced: None,
                 synced_to: 0,
@@ -590,7 +591,7 @@ impl<F: ServiceFactory> ConsensusAgent<F> {
 
 impl<F: ServiceFactory> Inner<F> {
     fn clock_ns(&self) -> i64 {
-        self.epoch.elapsed().as_nanos() as i64
+        self.epoch.elapsed_ns() as i64
     }
 
     fn fail(&mut self, what: String) {
@@ -1230,7 +1231,7 @@ impl<F: ServiceFactory> Agent for ConsensusAgent<F> {
         let Some(inner) = self.inner.as_mut() else {
             return Ok(());
         };
-        inner.epoch = Instant::now();
+        inner.epoch = AgentClock::start();
         inner.waker.register(&inner.links.consensus_thread);
         let Inner { core, app, out, .. } = inner;
         core.start(0, app, out);

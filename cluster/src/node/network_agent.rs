@@ -20,9 +20,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{Thread, ThreadId};
-use std::time::Instant;
 
-use crate::agent::{Agent, AgentError, Termination};
+use crate::agent::{Agent, AgentClock, AgentError, Termination};
 use crate::control::{ControlFile, Counter};
 use crate::transport::Event;
 
@@ -127,7 +126,7 @@ pub struct NetworkAgent {
     pub(crate) control: Arc<ControlFile>,
     member_id: u32,
     name: String,
-    epoch: Instant,
+    epoch: AgentClock,
     last_publish_ns: u64,
     /// Sends the transport refused (its queue full).
     send_drops: u64,
@@ -159,7 +158,7 @@ impl NetworkAgent {
             control,
             member_id,
             name: format!("network-{member_id}"),
-            epoch: Instant::now(),
+            epoch: AgentClock::start(),
             last_publish_ns: 0,
             send_drops: 0,
             waker: Waker::default(),
@@ -261,13 +260,13 @@ impl NetworkAgent {
     }
 
     fn clock_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.epoch.elapsed_ns()
     }
 }
 
 impl Agent for NetworkAgent {
     fn on_start(&mut self) -> Result<(), AgentError> {
-        self.epoch = Instant::now();
+        self.epoch = AgentClock::start();
         self.waker.register(&self.links.network_thread);
         Ok(())
     }

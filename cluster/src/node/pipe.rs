@@ -129,6 +129,11 @@ impl MessagePipe {
 
     /// Consumer: the oldest queued message.
     pub(crate) fn poll(&self) -> Option<Message> {
+        // Most polls find the pipe empty: checking first costs two loads, where a `pop` of an
+        // empty queue also issues a full fence (a sixth of an idle duty cycle, perf, issue #7).
+        if self.full.is_empty() {
+            return None;
+        }
         self.full.pop()
     }
 
