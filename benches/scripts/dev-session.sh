@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The 2-vCPU figures of docs/PERFORMANCE.md ("After reply batches, warm pipe buffers and the
+# TSC clock"): the issue #7 target runs on a 2-core machine, each with its floor, the peers
+# where the build has them, a throughput size sweep, one run without segment rolls, one on
+# tmpfs, and the disk's sustained write rate (the bound of the throughput runs).
+#
+# Usage: dev-session.sh BIN OUT_DIR
+#   BIN      cluster-bench, built with `cargo build --release -p tandem-benches --bin
+#            cluster-bench --features peer-openraft` (the `--peer openraft` rows need it).
+#   OUT_DIR  one JSON file and one log per run; the summary goes to standard output.
+set -u
+B=$1
+OUT=$2
+mkdir -p "$OUT"
+COMMON="--cluster-size 3 --idle spin --threading cluster"
+run() {
+    local name=$1
+    shift
+    echo "== $name: cluster-bench $COMMON $*"
+    "$B" $COMMON "$@" --json "$OUT/$name.json" > "$OUT/$name.out" 2> "$OUT/$name.err"
+    grep -E '^(tandem|floor|openraft|ratio|peer ratio|throughput|driving|floor throughput|snapshot)' "$OUT/$name.out"
+}
+run ipc-100k-openraft --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2 --peer openraft
+run ipc-100k-a --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2
+run ipc-100k-b --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2
+run udp-50k-std --size 64 --mode latency --transport udp --io std --rate 50000 --duration 8 --warmup 2
+run udp-50k-uring --size 64 --mode latency --transport udp --io uring --rate 50000 --duration 8 --warmup 2
+run tput-ipc-openraft --size 64 --mode throughput --transport ipc --duration 6 --warmup 2 --peer openraft
+run tput-udp --size 64 --mode throughput --transport udp --duration 6 --warmup 2
+for s in 32 256 1024; do
+    run tput-ipc-$s --mode throughput --transport ipc --size $s --duration 6 --warmup 2
+done
+run tput-ipc-2gib-segments --size 64 --mode throughput --transport ipc --duration 4 --warmup 1 \
+    --segment-len-bytes 2147483648
+run tput-ipc-tmpfs --size 64 --mode throughput --transport ipc --duration 6 --warmup 2 \
+    --dir /dev/shm
+# The floor of a sustained log rate: the members' directories share one disk here, so every
+# message is written three times to it (about 112 B of log per 64 B message, each member).
+D=$(mktemp -d)
+echo "== disk: dd 3 GiB into a new file in $(df --output=target "$D" | tail -1), fdatasync at the end"
+dd if=/dev/zero of="$D/fresh" bs=1M count=3072 conv=fdatasync 2>&1 | tail -1
+rm -rf "$D"
