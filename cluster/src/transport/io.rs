@@ -378,6 +378,15 @@ pub enum UdpIo {
 }
 
 impl UdpIo {
+    /// The socket's descriptor on the std path (`None` for io_uring, which polls its own
+    /// completion queue).
+    pub(crate) fn std_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Self::Std(s) => Some(s.sock.as_raw_fd()),
+            Self::Uring(_) => None,
+        }
+    }
+
     /// Binds `addr` with the requested mode. If `Uring` was asked for but io_uring setup
     /// fails (ENOSYS, EPERM under seccomp, old kernel, `force_uring_failure`), the std path
     /// is used instead and the reason is returned alongside.

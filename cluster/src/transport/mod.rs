@@ -218,6 +218,9 @@ pub struct Transport {
     client: Channel,
     /// Member only: socket on PORT+1 for member-to-member traffic.
     peer: Option<Channel>,
+    /// Member on the std path: which of its two sockets have input (bit 0 peer, bit 1
+    /// client), so an idle poll makes one `epoll_wait` instead of two `recvmmsg`.
+    ready: Option<sys::Readiness>,
     counters: TransportCounters,
     requested: IoMode,
     fallback: Option<String>,
@@ -238,12 +241,24 @@ impl Transport {
             .ok_or(TransportError::UnknownMember(my_id))?;
         let (peer, fb1) = Channel::open(me.peer, io_mode, &config)?;
         let (client, fb2) = Channel::open(me.client, io_mode, &config)?;
+        let ready = match (peer.io.std_fd(), client.io.std_fd()) {
+            (Some(p), Some(c)) => match sys::Readiness::new(&[p, c]) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // Polling both sockets every cycle works too, at a system call more.
+                    tracing::debug!(error = %e, "no epoll set; polling both sockets");
+                    None
+                }
+            },
+            _ => None,
+        };
         Ok(Self {
             cfg: config,
             members,
             role: Role::Member(my_id),
             client,
             peer: Some(peer),
+            ready,
             counters: TransportCounters::default(),
             requested: io_mode,
             fallback: fb1.or(fb2),
@@ -272,6 +287,7 @@ impl Transport {
             role: Role::Client,
             client,
             peer: None,
+            ready: None,
             counters: TransportCounters::default(),
             requested: io_mode,
             fallback,
@@ -328,8 +344,11 @@ impl Transport {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Receives what `chan`'s socket holds (when `readable`) and expires stale partial
+    /// messages.
     fn drain(
         chan: &mut Channel,
+        readable: bool,
         cfg: &TransportConfig,
         members: &MemberEndpoints,
         role: Role,
@@ -339,6 +358,10 @@ impl Transport {
         handler: &mut impl FnMut(Event<'_>),
     ) -> Result<usize> {
         let Channel { io, reasm } = chan;
+        if !readable {
+            reasm.expire(now_ns, counters);
+            return Ok(0);
+        }
         let n = io.recv_batch(counters, |counters, addr, datagram| {
             let f = match frame::decode(datagram, cfg.cluster_id) {
                 Ok(f) => f,
@@ -465,10 +488,17 @@ impl Network for Transport {
 
     fn poll<F: FnMut(Event<'_>)>(&mut self, now_ns: u64, mut handler: F) -> Result<usize> {
         let mut n = 0;
+        // Level-triggered: what a poll leaves behind is reported again by the next one.
+        let ready = match &self.ready {
+            // An error reads both, as without the set.
+            Some(r) => r.ready().unwrap_or(0b11),
+            None => 0b11,
+        };
         // Peer traffic first: heartbeats and replication never wait behind clients.
         if let Some(p) = &mut self.peer {
             n += Self::drain(
                 p,
+                ready & 0b01 != 0,
                 &self.cfg,
                 &self.members,
                 self.role,
@@ -480,6 +510,7 @@ impl Network for Transport {
         }
         n += Self::drain(
             &mut self.client,
+            ready & 0b10 != 0,
             &self.cfg,
             &self.members,
             self.role,

@@ -126,6 +126,34 @@ fn std_member_and_client_round_trips() {
     member_to_member_and_client(IoMode::Std, config());
 }
 
+/// A std member asks one epoll set which of its sockets hold input: with both holding
+/// some, one poll reads both (loopback sends are queued at the receiver before they return).
+#[test]
+fn std_member_reads_peer_and_client_sockets_in_one_poll() {
+    let mut ms = cluster(2, IoMode::Std, &config());
+    let members = ms[0].members().clone();
+    let mut c = Transport::bind_client(config(), members, IoMode::Std).unwrap();
+    let (a, b) = ms.split_at_mut(1);
+    let (m0, m1) = (&mut a[0], &mut b[0]);
+    assert!(m1.ready.is_some(), "std members poll through an epoll set");
+    for round in 0..3u8 {
+        m0.send_to_member(1, &[round; 16]).unwrap();
+        m0.flush().unwrap();
+        c.send_to_member(1, &[round; 8]).unwrap();
+        c.flush().unwrap();
+        let (mut from_member, mut from_client) = (0, 0);
+        m1.poll(0, |e| match e {
+            Event::FromMember { member_id: 0, msg } if msg == [round; 16] => from_member += 1,
+            Event::FromClient { msg, .. } if msg == [round; 8] => from_client += 1,
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+        assert_eq!((from_member, from_client), (1, 1), "round {round}");
+        // Nothing left: the next poll reads nothing.
+        assert_eq!(m1.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
+    }
+}
+
 #[test]
 fn uring_member_and_client_round_trips() {
     let t = cluster(1, IoMode::Uring, &config());
