@@ -166,6 +166,12 @@ struct State {
     refused: Option<ClientError>,
     want_attach: bool,
     want_resend: bool,
+    /// An attach was answered and no reply has come since: the next one is the first the
+    /// leader still holds after `last_egress_seq`.
+    after_attach: bool,
+    /// The first reply of the last attach answer, when it left a gap.
+    gap_at: Option<u64>,
+    replies_lost: u64,
     scratch: Vec<u8>,
     failovers: u64,
 }
@@ -245,6 +251,9 @@ impl ClusterClient {
                 refused: None,
                 want_attach: false,
                 want_resend: false,
+                after_attach: false,
+                gap_at: None,
+                replies_lost: 0,
                 scratch: Vec::with_capacity(256),
                 failovers: 0,
                 cfg,
@@ -286,6 +295,12 @@ impl ClusterClient {
     /// The highest reply sequence received without a gap.
     pub fn last_egress_seq(&self) -> u64 {
         self.st.last_egress_seq
+    }
+
+    /// Replies that will never arrive: the leader's reply cache no longer held them when the
+    /// client asked again (see [`ClusterClient::poll`]).
+    pub fn replies_lost(&self) -> u64 {
+        self.st.replies_lost
     }
 
     /// Connects (opens a session), following redirects, within `timeout`.
@@ -417,6 +432,11 @@ impl ClusterClient {
     /// `handler(request_seq, reply)` for each new reply, in egress order (straight from the
     /// receive buffer); does resends, keep-alives, acknowledgements and failover. Returns the
     /// replies delivered.
+    ///
+    /// A gap in the replies makes the client re-attach, and the leader resends the replies
+    /// its reply cache holds after the last one received. When two such answers begin past the
+    /// gap, the missing replies are gone for good: the client counts them in
+    /// [`ClusterClient::replies_lost`] and goes on from there.
     ///
     /// # Errors
     /// [`ClientError::SessionExpired`] or [`ClientError::UnknownSession`] when the cluster
@@ -653,13 +673,31 @@ impl State {
             } if s == session => {
                 self.last_heard = Instant::now();
                 self.note_committed(committed_seq);
+                let first_after_attach = std::mem::take(&mut self.after_attach);
                 if egress_seq == self.last_egress_seq + 1 {
                     self.last_egress_seq = egress_seq;
+                    self.gap_at = None;
                     handler(request_seq, payload);
                     *delivered += 1;
                 } else if egress_seq > self.last_egress_seq + 1 && from == self.target {
-                    // A reply was lost: the leader resends cached ones after an attach.
-                    self.want_attach = true;
+                    if first_after_attach && self.gap_at == Some(egress_seq) {
+                        // Two answers to an attach began with this reply: the ones before it
+                        // left the leader's reply cache (a failover, or more replies than the
+                        // cache holds went unread) and will never come. Go on without them,
+                        // counted, as Aeron's egress does across a failover, rather than wait
+                        // for them forever.
+                        self.replies_lost += egress_seq - self.last_egress_seq - 1;
+                        self.last_egress_seq = egress_seq;
+                        self.gap_at = None;
+                        handler(request_seq, payload);
+                        *delivered += 1;
+                    } else {
+                        // A reply was lost: the leader resends cached ones after an attach.
+                        if first_after_attach {
+                            self.gap_at = Some(egress_seq);
+                        }
+                        self.want_attach = true;
+                    }
                 }
             }
             Egress::Ack {
@@ -686,6 +724,7 @@ impl State {
                 EventCode::Ok => {
                     self.last_heard = Instant::now();
                     self.target = from;
+                    self.after_attach = self.attaching;
                     self.attaching = false;
                     self.note_committed(value);
                     self.want_resend = true;
