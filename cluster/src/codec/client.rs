@@ -1133,57 +1133,29 @@ mod tests {
         let start = out.len();
         encode_reply(&mut out, SessionId(3), 7, 70, 70, b"first");
         let before = out.clone();
-        // Another session, a gap, a repeat, or too big for `max`: refused, `out` unchanged.
-        assert!(!extend_replies(
-            &mut out,
-            start,
-            SessionId(4),
-            8,
-            71,
-            71,
-            b"x",
-            max
-        ));
-        assert!(!extend_replies(
-            &mut out,
-            start,
-            SessionId(3),
-            9,
-            71,
-            71,
-            b"x",
-            max
-        ));
-        assert!(!extend_replies(
-            &mut out,
-            start,
-            SessionId(3),
-            7,
-            71,
-            71,
-            b"x",
-            max
-        ));
-        assert!(!extend_replies(
-            &mut out,
-            start,
-            SessionId(3),
-            8,
-            71,
-            71,
-            &[0; 200],
-            max
-        ));
-        assert!(!extend_replies(
-            &mut out,
-            0,
-            SessionId(3),
-            8,
-            71,
-            71,
-            b"x",
-            max
-        ));
+        // Another session, a gap, a repeat, too big for `max`, or not a reply at `start`:
+        // refused, `out` unchanged.
+        let big = [0u8; 200];
+        let refused: [(usize, u64, u64, &[u8]); 5] = [
+            (start, 4, 8, b"x"),
+            (start, 3, 9, b"x"),
+            (start, 3, 7, b"x"),
+            (start, 3, 8, &big),
+            (0, 3, 8, b"x"),
+        ];
+        for (at, session, egress_seq, payload) in refused {
+            let joined = extend_replies(
+                &mut out,
+                at,
+                SessionId(session),
+                egress_seq,
+                71,
+                71,
+                payload,
+                max,
+            );
+            assert!(!joined, "{at} {session} {egress_seq}");
+        }
         assert_eq!(out, before);
         assert!(extend_replies(
             &mut out,
