@@ -385,9 +385,8 @@ impl<L: LogStore> Consensus<L> {
         }
     }
 
-    /// Leader, after applying: send the replies the service offered.
-    /// Sends the replies just applied: a session's consecutive replies go as one batch
-    /// (see [`Outbox::send_reply`]).
+    /// Leader, after applying: send the replies the service offered (a session's consecutive
+    /// replies join one batch, see [`Outbox::send_reply`]).
     pub(super) fn send_new_replies(&mut self, out: &mut Outbox) {
         for i in 0..self.state.new_replies.len() {
             let (session, egress_seq) = self.state.new_replies[i];

@@ -343,9 +343,9 @@ impl Transport {
         self.next_message_id
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Receives what `chan`'s socket holds (when `readable`) and expires stale partial
     /// messages.
+    #[allow(clippy::too_many_arguments)]
     fn drain(
         chan: &mut Channel,
         readable: bool,
