@@ -11,7 +11,9 @@ use tandem_cluster::codec::entry::{
     NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, StateHashPayload,
     decode_session_close, decode_timer_event,
 };
-use tandem_cluster::codec::{Egress, FrameIter, Ingress, PeerMessage, decode_frame};
+use tandem_cluster::codec::{
+    Egress, FrameIter, Ingress, PeerMessage, decode_frame, egress_messages,
+};
 use tandem_cluster::consensus::state::Limits;
 use tandem_cluster::consensus::{ModuleState, Snapshot};
 use tandem_cluster::transport::TransportCounters;
@@ -38,6 +40,13 @@ pub fn codec(data: &[u8]) {
         let mut out = Vec::new();
         m.encode(&mut out);
         assert_eq!(Egress::decode(&out).expect("re-encoded egress"), m);
+        // What a client acts on: a reply batch read reply by reply.
+        let expected = match m {
+            Egress::Replies(b) => b.len(),
+            _ => 1,
+        };
+        let msgs = egress_messages(data).expect("decoded above");
+        assert_eq!(msgs.count(), expected);
     }
     if let Ok(f) = decode_frame(data) {
         assert!(f.len_aligned <= data.len());
