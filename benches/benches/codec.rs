@@ -1,5 +1,6 @@
 //! Criterion suite for the codecs on the per-message path: a log frame (header and payload;
-//! the archive writes the CRC), a client's message and the reply it gets, and a leader's append.
+//! the archive writes the CRC), a client's message and the reply it gets, a batch of replies,
+//! and a leader's append.
 //!
 //! Run: `cargo bench -p tandem-benches --bench codec`. Figures are recorded in
 //! `docs/PERFORMANCE.md`.
@@ -7,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tandem_cluster::codec::client::{Egress, Ingress, encode_reply};
+use tandem_cluster::codec::client::{
+    Egress, Ingress, egress_messages, encode_reply, extend_replies,
+};
 use tandem_cluster::codec::frame::{EntryType, FrameHeader, decode_frame, encode_frame};
 use tandem_cluster::codec::peer::PeerMessage;
 use tandem_cluster::consensus::{LogPosition, MemberId, SessionId, Term};
@@ -16,6 +19,8 @@ use tandem_cluster::consensus::{LogPosition, MemberId, SessionId, Term};
 const PAYLOAD: usize = 64;
 /// Frames in one append (a leader's batch under load).
 const APPEND_FRAMES: usize = 16;
+/// Replies in one `Replies` message (as many as fit a 1408-byte datagram at 64 B is 17).
+const REPLY_BATCH: usize = 16;
 
 fn header(sequence: u64) -> FrameHeader {
     FrameHeader {
@@ -128,5 +133,47 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frame, client, append);
+/// Replies of one session joined into one `Replies` message as the leader queues them, and
+/// read back reply by reply as a client does.
+fn replies(c: &mut Criterion) {
+    let payload = [0x5au8; PAYLOAD];
+    let encode = |out: &mut Vec<u8>, first: u64| {
+        out.clear();
+        encode_reply(out, SessionId(7), first, first, first, &payload);
+        for seq in first + 1..first + REPLY_BATCH as u64 {
+            let joined = extend_replies(
+                out,
+                0,
+                SessionId(7),
+                seq,
+                seq,
+                seq,
+                black_box(&payload),
+                usize::MAX,
+            );
+            assert!(joined, "consecutive replies join");
+        }
+    };
+    let mut group = c.benchmark_group("codec/replies_16x64B");
+    group.throughput(Throughput::Elements(REPLY_BATCH as u64));
+    let mut out = Vec::with_capacity(4096);
+    group.bench_function("encode", |b| {
+        let mut first = 1;
+        b.iter(|| {
+            encode(&mut out, first);
+            first += REPLY_BATCH as u64;
+            black_box(out.len())
+        });
+    });
+    encode(&mut out, 1);
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            let msgs = egress_messages(black_box(&out)).expect("valid egress");
+            black_box(msgs.map(|m| matches!(m, Egress::Reply { .. })).count())
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, frame, client, replies, append);
 criterion_main!(benches);
