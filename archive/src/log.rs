@@ -1238,6 +1238,9 @@ impl Log {
         let mut frames_end = self.start_position;
         let mut stop_reason: Option<String> = None;
         let mut stop_file: Option<PathBuf> = None;
+        // Where the frame that stopped the scan lies (past `frames_end` when segment padding
+        // came between them).
+        let mut stop_position: Option<u64> = None;
         'segments: loop {
             let base = self.segment_base(position);
             if !files.contains_key(&base) {
@@ -1272,6 +1275,7 @@ impl Log {
                                 f.header.term, self.last_term
                             ));
                             stop_file = Some(seg.path.clone());
+                            stop_position = Some(position);
                             break 'segments;
                         }
                         let (term, next) = (f.header.term, f.next_position());
@@ -1290,6 +1294,7 @@ impl Log {
                     Decoded::Invalid(reason) => {
                         stop_reason = Some(reason.to_string());
                         stop_file = Some(seg.path.clone());
+                        stop_position = Some(position);
                         break 'segments;
                     }
                 }
@@ -1305,7 +1310,7 @@ impl Log {
             let reason = stop_reason.unwrap_or_else(|| "log ends".into());
             return Err(ArchiveError::corrupted(
                 file,
-                position,
+                stop_position.unwrap_or(position),
                 format!("{reason}, below the durable position {durable_position}"),
             ));
         }

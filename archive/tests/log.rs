@@ -177,6 +177,43 @@ proptest! {
 }
 
 #[test]
+fn corruption_of_a_segments_first_frame_after_padding_names_that_frame() {
+    // 1000-byte payloads leave 1048 bytes at each segment's tail: a padding frame closes
+    // segment 0, so the last frame before the damaged one ends in the previous segment.
+    let dir = tempfile::tempdir().unwrap();
+    let (end, written);
+    {
+        let mut log = open(dir.path(), 0);
+        written = fill(&mut log, &[1000; 100], 1, 0);
+        end = log.append_position();
+    }
+    let first_of_segment_1 = written.iter().find(|w| w.0 >= SEG).unwrap().0;
+    assert_eq!(first_of_segment_1, SEG, "segment 1 starts with a frame");
+    let last_of_segment_0 = written.iter().rev().find(|w| w.0 < SEG).unwrap();
+    let padding_at = last_of_segment_0.0 + aligned_frame_len(1000) as u64;
+    assert!(
+        SEG - padding_at >= HEADER_LEN as u64,
+        "a padding frame at {padding_at}"
+    );
+    let file = dir.path().join(format!("{SEG:020}.seg"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[20] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    match Log::open(dir.path(), config(Durability::None), end) {
+        Err(ArchiveError::Corrupted {
+            file: f, position, ..
+        }) => {
+            assert_eq!(f, file);
+            assert_eq!(
+                position, SEG,
+                "the damaged frame, not the padding before it"
+            );
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+}
+
+#[test]
 fn corruption_below_durable_position_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let end;

@@ -102,6 +102,7 @@ pub fn entry_type_name(code: u16) -> String {
         Ok(EntryType::ServiceMessage) => "service-message".into(),
         Ok(EntryType::OperatorAction) => "operator-action".into(),
         Ok(EntryType::StateHash) => "state-hash".into(),
+        Ok(EntryType::SessionMessages) => "session-messages".into(),
         Err(_) => format!("unknown({code})"),
     }
 }

@@ -11,6 +11,13 @@
 //! | `ServiceMessage`    | 0              | service message id| the message, raw                                 |
 //! | `OperatorAction`    | 0              | 0                 | action u8 (`OperatorAction` code), origin member u32, request id u64 |
 //! | `StateHash`         | 0              | 0                 | payload version u8 (1), snapshot position u64, hash u64 |
+//! | `SessionMessages`   | session        | first message's client sequence | count u32 (≥ 2), then per message: length u32, bytes |
+//!
+//! A `SessionMessages` entry holds consecutive messages of one session (sequences
+//! `sequence`, `sequence + 1`, ...): the leader appends the new messages of one client batch
+//! as one frame (one header, one checksum) instead of a frame each. Each message is applied
+//! exactly as a `SessionMessage` entry with its own sequence would be (see
+//! [`crate::consensus::apply`]).
 //!
 //! Little-endian; the version is the frame's version byte.
 
@@ -212,9 +219,142 @@ impl StateHashPayload {
     }
 }
 
+/// Bytes a `SessionMessages` payload takes before its first message (the count).
+pub const SESSION_MESSAGES_HEADER_LEN: usize = 4;
+/// Bytes each message of a `SessionMessages` payload takes besides its own bytes (its length).
+pub const SESSION_MESSAGES_RECORD_OVERHEAD: usize = 4;
+
+/// Starts a `SessionMessages` payload in `out` (cleared first), with no message yet.
+pub fn begin_session_messages(out: &mut Vec<u8>) {
+    out.clear();
+    out.put_u32(0);
+}
+
+/// Appends a message to a payload begun with [`begin_session_messages`].
+///
+/// # Panics
+/// If `out` is shorter than the count, or the count or the message's length overflows `u32`.
+pub fn push_session_message(out: &mut Vec<u8>, message: &[u8]) {
+    let count = u32::from_le_bytes(out[..4].try_into().expect("a begun payload"));
+    out[..4].copy_from_slice(&(count.checked_add(1).expect("count fits u32")).to_le_bytes());
+    out.put_var_bytes(message);
+}
+
+/// The messages in a payload begun with [`begin_session_messages`].
+pub fn session_messages_count(payload: &[u8]) -> usize {
+    payload.get(..4).map_or(0, |c| {
+        u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize
+    })
+}
+
+/// The messages of a `SessionMessages` payload, validated as a whole: iterating yields each
+/// message in order.
+#[derive(Debug, Clone)]
+pub struct SessionMessages<'a> {
+    left: u32,
+    records: &'a [u8],
+}
+
+impl<'a> SessionMessages<'a> {
+    /// Decodes and validates a payload: the count, then exactly that many length-prefixed
+    /// messages and nothing after them.
+    ///
+    /// # Errors
+    /// A [`CodecError`] on malformed input, or a count below 2 (one message is a
+    /// `SessionMessage` entry).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(bytes, "session messages");
+        let count = r.u32()?;
+        if count < 2 {
+            return Err(CodecError::Invalid {
+                what: "session messages count",
+                value: u64::from(count),
+            });
+        }
+        let records = r.rest();
+        let mut check = Reader::new(records, "session messages record");
+        for _ in 0..count {
+            check.var_bytes()?;
+        }
+        check.finish()?;
+        Ok(Self {
+            left: count,
+            records,
+        })
+    }
+}
+
+impl<'a> Iterator for SessionMessages<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        // Validated in `decode`.
+        let len = u32::from_le_bytes(self.records[..4].try_into().expect("4 bytes")) as usize;
+        let message = &self.records[4..4 + len];
+        self.records = &self.records[4 + len..];
+        self.left -= 1;
+        Some(message)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for SessionMessages<'_> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_messages_round_trip_and_reject_malformed_payloads() {
+        let mut b = Vec::new();
+        begin_session_messages(&mut b);
+        assert_eq!(session_messages_count(&b), 0);
+        let messages: [&[u8]; 3] = [b"first", b"", b"the third one"];
+        for m in messages {
+            push_session_message(&mut b, m);
+        }
+        assert_eq!(session_messages_count(&b), 3);
+        assert_eq!(
+            b.len(),
+            SESSION_MESSAGES_HEADER_LEN
+                + messages
+                    .iter()
+                    .map(|m| SESSION_MESSAGES_RECORD_OVERHEAD + m.len())
+                    .sum::<usize>()
+        );
+        let decoded = SessionMessages::decode(&b).unwrap();
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded.collect::<Vec<_>>(), messages.to_vec());
+        // Every truncation is an error, never a panic or a short batch.
+        for cut in 0..b.len() {
+            assert!(SessionMessages::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        // Trailing bytes, a count above what is there, a length past the end.
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(SessionMessages::decode(&trailing).is_err());
+        let mut more = b.clone();
+        more[..4].copy_from_slice(&4u32.to_le_bytes());
+        assert!(SessionMessages::decode(&more).is_err());
+        let mut long = b.clone();
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(SessionMessages::decode(&long).is_err());
+        // One message (or none) is not a batch.
+        for n in 0..2 {
+            let mut one = Vec::new();
+            begin_session_messages(&mut one);
+            for _ in 0..n {
+                push_session_message(&mut one, b"x");
+            }
+            assert!(SessionMessages::decode(&one).is_err(), "{n} message(s)");
+        }
+    }
 
     #[test]
     fn round_trips_and_errors() {

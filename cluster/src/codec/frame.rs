@@ -61,6 +61,9 @@ pub enum EntryType {
     /// The leader's hash of its service state at a snapshot position, compared by every
     /// member with its own; never applied to the service.
     StateHash = 9,
+    /// Consecutive client messages of one session in one frame: session id and the first
+    /// message's sequence in the header; the payload in [`crate::codec::entry`].
+    SessionMessages = 10,
 }
 
 impl EntryType {
@@ -80,6 +83,7 @@ impl EntryType {
             7 => Self::ServiceMessage,
             8 => Self::OperatorAction,
             9 => Self::StateHash,
+            10 => Self::SessionMessages,
             tag => return Err(CodecError::UnknownType { what: "entry", tag }),
         })
     }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use crate::codec::client::{Egress, EventCode, RejectCode};
 use crate::codec::entry::{
-    NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, StateHashPayload,
+    NewLeadershipTermPayload, OperatorActionPayload, SESSION_MESSAGES_HEADER_LEN,
+    SESSION_MESSAGES_RECORD_OVERHEAD, SessionMessages, SessionOpenPayload, StateHashPayload,
     decode_session_close, decode_timer_event,
 };
-use crate::codec::frame::{EntryType, Frame};
+use crate::codec::frame::{EntryType, FRAME_HEADER_LEN, Frame, FrameHeader, frame_len_aligned};
 use crate::consensus::command::{Command, Outbox};
 use crate::consensus::core::{Consensus, LeaderSession};
 use crate::consensus::sessions::{ReplyCache, Session};
@@ -179,6 +180,14 @@ pub enum Applied {
     Duplicate,
     /// A client message skipped a sequence number (dropped).
     Gap,
+    /// A `SessionMessages` entry: how many of its messages were duplicates and gaps (dropped
+    /// as in [`Applied::Duplicate`] and [`Applied::Gap`]).
+    Messages {
+        /// Messages that repeated one already applied.
+        duplicates: u64,
+        /// Messages that skipped a sequence number.
+        gaps: u64,
+    },
     /// A session-open entry: the answer for the client (`code` `Ok` with `id`, or `Rejected`
     /// with `reject`).
     Opened {
@@ -217,6 +226,44 @@ pub enum Applied {
     Operator(OperatorActionPayload),
 }
 
+/// Applies one client message with `sequence` (the exactly-once rules of the module docs)
+/// and, if it is applied, hands it to `app`; returns [`Applied::Nothing`],
+/// [`Applied::Duplicate`] or [`Applied::Gap`].
+fn apply_session_message(
+    ctx: &mut ApplyContext<'_>,
+    rules: &ApplyRules,
+    app: &mut dyn Application,
+    h: FrameHeader,
+    sequence: u64,
+    message: &[u8],
+    log_position: u64,
+) -> Applied {
+    let sid = h.session_id;
+    let (apply, outcome) = match ctx.state.sessions.get_mut(&sid) {
+        Some(s) if s.closing.is_none() => {
+            if sequence == s.last_seq + 1 {
+                s.last_seq = sequence;
+                (true, Applied::Nothing)
+            } else if sequence <= s.last_seq {
+                (rules.apply_duplicates, Applied::Duplicate)
+            } else {
+                (false, Applied::Gap)
+            }
+        }
+        _ => (false, Applied::Nothing),
+    };
+    if apply {
+        let header = Header {
+            log_position,
+            term: h.term.0,
+            timestamp: h.timestamp,
+            sequence,
+        };
+        app.message(ctx, Some(sid), h.timestamp, message, &header);
+    }
+    outcome
+}
+
 /// Applies the module part of the committed `frame` ending at `end` to `state` and calls
 /// `app` for its service part, with a [`Cluster`] handle whose effects land in `state`. The
 /// one definition of the exactly-once rules (module docs): the core runs it, and so does a
@@ -246,30 +293,36 @@ pub fn apply_entry(
     match h.entry_type {
         EntryType::Padding => Applied::Nothing,
         EntryType::SessionMessage => {
-            let sid = h.session_id;
-            let (apply, outcome) = match ctx.state.sessions.get_mut(&sid) {
-                Some(s) if s.closing.is_none() => {
-                    if h.sequence == s.last_seq + 1 {
-                        s.last_seq = h.sequence;
-                        (true, Applied::Nothing)
-                    } else if h.sequence <= s.last_seq {
-                        (rules.apply_duplicates, Applied::Duplicate)
-                    } else {
-                        (false, Applied::Gap)
-                    }
-                }
-                _ => (false, Applied::Nothing),
+            apply_session_message(&mut ctx, rules, app, h, h.sequence, frame.payload, end.0)
+        }
+        EntryType::SessionMessages => {
+            let Ok(messages) = SessionMessages::decode(frame.payload) else {
+                return Applied::Nothing;
             };
-            if apply {
-                let header = Header {
-                    log_position: end.0,
-                    term: h.term.0,
-                    timestamp: ts,
-                    sequence: h.sequence,
+            // Each message is applied as a `SessionMessage` entry of its own would be. Its
+            // log position is where its bytes end in the frame, so positions stay distinct and
+            // increasing; the last one's is the frame's end, where the entry ends.
+            let payload_start =
+                end.0 - frame_len_aligned(frame.payload.len()) as u64 + FRAME_HEADER_LEN as u64;
+            let last = messages.len() - 1;
+            let (mut duplicates, mut gaps) = (0, 0);
+            let mut offset = SESSION_MESSAGES_HEADER_LEN;
+            for (i, message) in messages.enumerate() {
+                offset += SESSION_MESSAGES_RECORD_OVERHEAD + message.len();
+                let position = if i == last {
+                    end.0
+                } else {
+                    payload_start + offset as u64
                 };
-                app.message(&mut ctx, Some(sid), ts, frame.payload, &header);
+                ctx.position = position;
+                let sequence = h.sequence.wrapping_add(i as u64);
+                match apply_session_message(&mut ctx, rules, app, h, sequence, message, position) {
+                    Applied::Duplicate => duplicates += 1,
+                    Applied::Gap => gaps += 1,
+                    _ => {}
+                }
             }
-            outcome
+            Applied::Messages { duplicates, gaps }
         }
         EntryType::NewLeadershipTerm => {
             if let Ok(p) = NewLeadershipTermPayload::decode(frame.payload) {
@@ -471,6 +524,10 @@ impl<L: LogStore> Consensus<L> {
                 Applied::Nothing => {}
                 Applied::Duplicate => self.counters.duplicates_dropped += 1,
                 Applied::Gap => self.counters.gaps_dropped += 1,
+                Applied::Messages { duplicates, gaps } => {
+                    self.counters.duplicates_dropped += duplicates;
+                    self.counters.gaps_dropped += gaps;
+                }
                 Applied::Opened {
                     client,
                     correlation_id,

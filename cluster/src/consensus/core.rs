@@ -8,7 +8,7 @@ use crate::codec::frame::{EntryType, FrameHeader};
 use crate::codec::peer::PeerMessage;
 use crate::consensus::Application;
 use crate::consensus::bugs::BugFlags;
-use crate::consensus::clients::{AllowAll, Authenticator};
+use crate::consensus::clients::{AllowAll, Authenticator, StagedMessages};
 use crate::consensus::command::{Command, NodeState, OperatorDone, Outbox};
 use crate::consensus::config::Config;
 use crate::consensus::election::ElectionState;
@@ -221,6 +221,8 @@ pub struct Consensus<L: LogStore> {
     pub(super) state: ModuleState,
     pub(super) authenticator: Box<dyn Authenticator + Send>,
     pub(super) scratch: Vec<u8>,
+    /// Messages of a client batch admitted and not yet appended (empty between inputs).
+    pub(super) staged: StagedMessages,
     pub(super) scratch_pairs: Vec<(u64, u64)>,
     pub(super) counters: Counters,
 }
@@ -331,6 +333,7 @@ impl<L: LogStore> Consensus<L> {
             state: ModuleState::default(),
             authenticator: Box::new(AllowAll),
             scratch: Vec::with_capacity(256),
+            staged: StagedMessages::default(),
             scratch_pairs: Vec::new(),
             counters: Counters::default(),
             cfg,
@@ -728,6 +731,10 @@ impl<L: LogStore> Consensus<L> {
         payload: &[u8],
     ) -> LogPosition {
         debug_assert_eq!(self.role, Role::Leader);
+        debug_assert!(
+            self.staged.is_empty(),
+            "a staged client batch is appended first"
+        );
         let timestamp = self.last_stamp_ns.max(self.now_ns);
         self.last_stamp_ns = timestamp;
         let from = self.log.end();

@@ -54,11 +54,56 @@ pub struct ModuleState {
     /// An operator suspended the cluster (a `Suspend` entry was applied, no `Resume` since).
     pub(crate) suspended: bool,
     /// Replies offered during the current apply, for the leader to send (not replicated).
-    pub(crate) new_replies: Vec<(SessionId, u64)>,
+    pub(crate) new_replies: NewReplies,
     /// Sessions the service asked to close during the current apply (not replicated).
     pub(crate) new_closings: Vec<SessionId>,
     /// Service messages offered during the current apply (not replicated).
     pub(crate) new_service_messages: bool,
+}
+
+/// Replies the service offered during the current apply, with their bytes, for the leader to
+/// send once the apply step is over.
+///
+/// The bytes are kept here rather than looked up in the session's reply cache then: one
+/// `SessionMessages` entry applies up to a whole client batch, and its replies can be more than
+/// the cache holds (it keeps the newest `reply_cache_entries`), so looking them up afterwards
+/// would lose the oldest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NewReplies {
+    /// `(session, egress sequence, request sequence, end of its bytes in `bytes`)`.
+    entries: Vec<(SessionId, u64, u64, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl NewReplies {
+    fn push(&mut self, session: SessionId, egress_seq: u64, request_seq: u64, message: &[u8]) {
+        self.bytes.extend_from_slice(message);
+        self.entries
+            .push((session, egress_seq, request_seq, self.bytes.len()));
+    }
+
+    /// Whether no reply is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every reply.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+    }
+
+    /// Replies waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The `i`th reply: `(session, egress sequence, request sequence, bytes)`.
+    pub(crate) fn get(&self, i: usize) -> (SessionId, u64, u64, &[u8]) {
+        let (session, egress_seq, request_seq, end) = self.entries[i];
+        let start = if i == 0 { 0 } else { self.entries[i - 1].3 };
+        (session, egress_seq, request_seq, &self.bytes[start..end])
+    }
 }
 
 impl Default for ModuleState {
@@ -72,7 +117,7 @@ impl Default for ModuleState {
             last_applied_service_msg_id: 0,
             cluster_time: 0,
             suspended: false,
-            new_replies: Vec::new(),
+            new_replies: NewReplies::default(),
             new_closings: Vec::new(),
             new_service_messages: false,
         }
@@ -308,7 +353,9 @@ impl Cluster for ApplyContext<'_> {
             self.limits.reply_cache_entries,
             self.limits.reply_cache_bytes,
         );
-        self.state.new_replies.push((session, s.egress_seq));
+        self.state
+            .new_replies
+            .push(session, s.egress_seq, s.last_seq, message);
         Ok(())
     }
 

@@ -40,7 +40,7 @@ const F: u64 = 56;
 
 struct Harness {
     core: Consensus<MemLog>,
-    app: NoopApplication,
+    app: Box<dyn Application>,
     out: Outbox,
 }
 
@@ -50,10 +50,10 @@ impl Harness {
         cfg.bugs = bugs;
         let mut h = Self {
             core: Consensus::new(cfg, log, ns, None),
-            app: NoopApplication,
+            app: Box::new(NoopApplication),
             out: Outbox::new(),
         };
-        h.core.start(0, &mut h.app, &mut h.out);
+        h.core.start(0, &mut *h.app, &mut h.out);
         h.out.clear();
         h
     }
@@ -64,7 +64,7 @@ impl Harness {
 
     fn input(&mut self, input: Input<'_>) {
         self.out.clear();
-        self.core.handle(input, &mut self.app, &mut self.out);
+        self.core.handle(input, &mut *self.app, &mut self.out);
     }
 
     fn peer(&mut self, from: u32, msg: PeerMessage<'_>) {
@@ -100,14 +100,14 @@ impl Harness {
             match c {
                 Command::PersistState { id, .. } => {
                     self.core
-                        .handle(Input::StatePersisted { id: *id }, &mut self.app, &mut next);
+                        .handle(Input::StatePersisted { id: *id }, &mut *self.app, &mut next);
                 }
                 Command::Appended { to, epoch, .. } => self.core.handle(
                     Input::LogDurable {
                         position: *to,
                         epoch: *epoch,
                     },
-                    &mut self.app,
+                    &mut *self.app,
                     &mut next,
                 ),
                 _ => {}
@@ -770,6 +770,258 @@ fn a_batch_of_client_messages_goes_out_in_one_append_and_is_acknowledged_once() 
         .count();
     assert_eq!(acks, 1);
     assert_eq!(f.core.log_end(), h.core.log_end());
+}
+
+/// A service that records each message's sequence and log position and offers
+/// `replies_per_message` replies to it.
+struct RecordingReplier {
+    seen: std::rc::Rc<std::cell::RefCell<Vec<(u64, u64)>>>,
+    replies_per_message: usize,
+}
+
+impl tandem_service_api::ClusteredService for RecordingReplier {
+    fn on_start(
+        &mut self,
+        _: &mut dyn tandem_service_api::Cluster,
+        _: Option<tandem_service_api::SnapshotImage<'_>>,
+    ) {
+    }
+    fn on_session_open(
+        &mut self,
+        _: &mut dyn tandem_service_api::Cluster,
+        _: &tandem_service_api::ClientSession<'_>,
+        _: i64,
+    ) {
+    }
+    fn on_session_close(
+        &mut self,
+        _: &mut dyn tandem_service_api::Cluster,
+        _: &tandem_service_api::ClientSession<'_>,
+        _: i64,
+        _: tandem_service_api::CloseReason,
+    ) {
+    }
+    fn on_session_message(
+        &mut self,
+        cluster: &mut dyn tandem_service_api::Cluster,
+        session: Option<SessionId>,
+        _: i64,
+        message: &[u8],
+        header: &tandem_service_api::Header,
+    ) {
+        assert_eq!(
+            message,
+            header.sequence.to_le_bytes(),
+            "the message of its sequence"
+        );
+        assert_eq!(cluster.log_position(), header.log_position);
+        self.seen
+            .borrow_mut()
+            .push((header.sequence, header.log_position));
+        for k in 0..self.replies_per_message {
+            let reply = [header.sequence.to_le_bytes(), (k as u64).to_le_bytes()].concat();
+            cluster
+                .offer_egress(session.expect("a client message"), &reply)
+                .expect("reply offered");
+        }
+    }
+    fn on_timer_event(&mut self, _: &mut dyn tandem_service_api::Cluster, _: u64, _: i64) {}
+    fn on_take_snapshot(&mut self, _: &mut tandem_service_api::SnapshotWriter<'_>) {}
+    fn on_role_change(&mut self, _: Role) {}
+    fn on_new_leadership_term_event(
+        &mut self,
+        _: &mut dyn tandem_service_api::Cluster,
+        _: &tandem_service_api::LeadershipTermEvent,
+    ) {
+    }
+    fn on_terminate(&mut self, _: &mut dyn tandem_service_api::Cluster) {}
+}
+
+/// The frames of `h`'s log from `from` on: `(position, end, type, sequence, messages)`.
+fn frames_from(h: &Harness, from: LogPosition) -> Vec<(u64, u64, EntryType, u64, usize)> {
+    let run = h.core.log().read_run(from, 1 << 20, 1024).to_vec();
+    let mut position = from.0;
+    crate::codec::frame::FrameIter::new(&run)
+        .map(|item| {
+            let (f, _) = item.expect("valid frame");
+            let end = position + f.len_aligned as u64;
+            let messages = match f.header.entry_type {
+                EntryType::SessionMessages => {
+                    crate::codec::entry::SessionMessages::decode(f.payload)
+                        .expect("a valid batch")
+                        .len()
+                }
+                _ => 1,
+            };
+            let row = (
+                position,
+                end,
+                f.header.entry_type,
+                f.header.sequence,
+                messages,
+            );
+            position = end;
+            row
+        })
+        .collect()
+}
+
+/// Follower 1 acknowledges `position` (committing it), then the leader applies; returns the
+/// replies sent meanwhile: `(egress sequence, request sequence, bytes)`.
+fn ack_and_apply(h: &mut Harness, position: LogPosition) -> Vec<(u64, u64, Vec<u8>)> {
+    let mut replies = Vec::new();
+    let mut collect = |out: &Outbox| {
+        for c in &out.commands {
+            if let Command::SendClient { bytes, .. } = c {
+                let messages = crate::codec::client::egress_messages(&out.bytes[bytes.clone()]);
+                for m in messages.expect("the core encodes valid egress") {
+                    if let Egress::Reply {
+                        egress_seq,
+                        request_seq,
+                        payload,
+                        ..
+                    } = m
+                    {
+                        replies.push((egress_seq, request_seq, payload.to_vec()));
+                    }
+                }
+            }
+        }
+    };
+    h.peer(
+        1,
+        PeerMessage::AppendResponse {
+            term: Term(1),
+            follower: MemberId(1),
+            success: true,
+            learner: false,
+            position,
+            hint_term: Term(0),
+        },
+    );
+    collect(&h.out);
+    h.input(Input::Apply);
+    collect(&h.out);
+    replies
+}
+
+/// A client batch of `count` messages from `first`, each message its sequence's bytes.
+fn client_batch(first: u64, count: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    crate::codec::client::begin_batch(&mut b, SessionId(1), first);
+    for seq in first..first + count {
+        crate::codec::client::push_batch_message(&mut b, &seq.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn a_client_batch_goes_into_one_frame_and_each_message_is_applied_with_its_own_sequence() {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut h = Harness::voter(0, MemLog::new());
+    h.make_leader();
+    // More replies per batch than the reply cache holds (64 entries): none may be lost.
+    h.app = Box::new(RecordingReplier {
+        seen: seen.clone(),
+        replies_per_message: 20,
+    });
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::Connect {
+            correlation_id: 1,
+            credentials: b"",
+        },
+    });
+    h.input(Input::Flush);
+    h.complete_io();
+    let start = h.core.log_end();
+    ack_and_apply(&mut h, start);
+
+    // Five new messages: one frame.
+    let b = client_batch(1, 5);
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::decode(&b).unwrap(),
+    });
+    // 4 and 5 again (in the log, not applied: skipped), then 6..=8: one frame of three.
+    let b = client_batch(4, 5);
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::decode(&b).unwrap(),
+    });
+    // One new message alone is a plain session-message entry.
+    let b = client_batch(9, 1);
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::decode(&b).unwrap(),
+    });
+    // A gap refuses the rest of its batch and appends nothing.
+    let b = client_batch(11, 3);
+    h.input(Input::Client {
+        from: ClientAddr(1),
+        msg: Ingress::decode(&b).unwrap(),
+    });
+    let refused: Vec<_> = h
+        .out
+        .client_messages()
+        .filter(|(_, m)| {
+            matches!(
+                m,
+                Egress::SessionEvent {
+                    code: EventCode::SequenceGap,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "{:?}",
+        h.out.client_messages().collect::<Vec<_>>()
+    );
+    h.input(Input::Flush);
+    h.complete_io();
+
+    let frames = frames_from(&h, start);
+    let shape: Vec<_> = frames.iter().map(|f| (f.2, f.3, f.4)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (EntryType::SessionMessages, 1, 5),
+            (EntryType::SessionMessages, 6, 3),
+            (EntryType::SessionMessage, 9, 1),
+        ]
+    );
+
+    // Committed by a follower's acknowledgement, then applied.
+    let end = h.core.log_end();
+    let replies = ack_and_apply(&mut h, end);
+
+    // Every message once, in order, each with its own sequence; positions distinct and
+    // increasing, and the last message of each frame at the frame's end.
+    let seen = seen.borrow().clone();
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=9).collect::<Vec<u64>>()
+    );
+    assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "{seen:?}");
+    for (sequence, end) in [(5, frames[0].1), (8, frames[1].1), (9, frames[2].1)] {
+        assert_eq!(
+            seen[sequence as usize - 1].1,
+            end,
+            "message {sequence} ends its frame"
+        );
+    }
+    assert!(seen[0].1 > frames[0].0 && seen[0].1 < frames[0].1);
+    // Every reply of every message, in egress order, none lost to the reply cache.
+    assert_eq!(replies.len(), 9 * 20);
+    for (i, (egress_seq, request_seq, payload)) in replies.iter().enumerate() {
+        let (seq, k) = (i as u64 / 20 + 1, i as u64 % 20);
+        assert_eq!(*egress_seq, i as u64 + 1);
+        assert_eq!(*request_seq, seq);
+        assert_eq!(payload, &[seq.to_le_bytes(), k.to_le_bytes()].concat());
+    }
 }
 
 #[test]
