@@ -5,8 +5,9 @@
 # tmpfs, and the disk's sustained write rate (the bound of the throughput runs).
 #
 # Usage: dev-session.sh BIN OUT_DIR
-#   BIN      cluster-bench, built with `cargo build --release -p tandem-benches --bin
-#            cluster-bench --features peer-openraft` (the `--peer openraft` rows need it).
+#   BIN      cluster-bench, built with `cargo build --release -p tandem-benches --bins
+#            --features peer-openraft` (the `--peer openraft` rows need the feature; page-floor
+#            is expected beside it).
 #   OUT_DIR  one JSON file and one log per run; the summary goes to standard output.
 set -u
 B=$1
@@ -34,8 +35,12 @@ run tput-ipc-2gib-segments --size 64 --mode throughput --transport ipc --duratio
     --segment-len-bytes 2147483648
 run tput-ipc-tmpfs --size 64 --mode throughput --transport ipc --duration 6 --warmup 2 \
     --dir /dev/shm
-# The floor of a sustained log rate: the members' directories share one disk here, so every
-# message is written three times to it (about 112 B of log per 64 B message, each member).
+# The floors of a sustained log rate: the members' directories share one disk here, so every
+# message is written three times to it (about 70 B of log per 64 B message and member when
+# client batches are full: one frame per batch), and every log page is a fresh page-cache page
+# the segment preparers fault in first (page-floor, built beside BIN: `cargo build --release
+# -p tandem-benches --bin page-floor`).
+"$(dirname "$B")/page-floor" 1024
 D=$(mktemp -d)
 echo "== disk: dd 3 GiB into a new file in $(df --output=target "$D" | tail -1), fdatasync at the end"
 dd if=/dev/zero of="$D/fresh" bs=1M count=3072 conv=fdatasync 2>&1 | tail -1
