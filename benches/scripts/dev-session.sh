@@ -33,8 +33,12 @@ for s in 32 256 1024; do
 done
 run tput-ipc-2gib-segments --size 64 --mode throughput --transport ipc --duration 4 --warmup 1 \
     --segment-len-bytes 2147483648
+# A directory given with --dir is kept after the run (its logs can be inspected): this one is
+# removed, or its gigabytes of tmpfs would weigh on every run after it.
+SHM=$(mktemp -d -p /dev/shm cluster-bench-XXXXXX)
 run tput-ipc-tmpfs --size 64 --mode throughput --transport ipc --duration 6 --warmup 2 \
-    --dir /dev/shm
+    --dir "$SHM"
+rm -rf "$SHM"
 # The floors of a sustained log rate: the members' directories share one disk here, so every
 # message is written three times to it (about 70 B of log per 64 B message and member when
 # client batches are full: one frame per batch), and every log page is a fresh page-cache page
