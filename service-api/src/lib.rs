@@ -219,7 +219,9 @@ pub struct ClientSession<'a> {
 /// Where a message sits in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Log position just after the message's frame.
+    /// Log position just after the message: the end of its frame, or, for a message of a
+    /// client batch the leader appended as one frame, where its bytes end inside that frame
+    /// (the batch's last message ends the frame). Distinct and increasing message by message.
     pub log_position: u64,
     /// The leadership term the message was appended in.
     pub term: u64,
