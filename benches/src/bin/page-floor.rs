@@ -61,8 +61,17 @@ fn touch_anonymous(len: usize) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let mib: usize = args.next().map_or(1024, |a| a.parse().expect("MIB: a number"));
-    let dir = args.next().map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let mib = match args.next().map(|a| a.parse::<usize>()) {
+        None => 1024,
+        Some(Ok(mib)) if (1..=1 << 20).contains(&mib) => mib,
+        Some(_) => {
+            eprintln!("usage: page-floor [MIB: 1 to 1048576] [DIR]");
+            std::process::exit(2);
+        }
+    };
+    let dir = args
+        .next()
+        .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
     let len = mib << 20;
     println!("page-floor: {mib} MiB, segment file in {}", dir.display());
     report("anon first touch", len, touch_anonymous(len));
