@@ -8,8 +8,8 @@
 use std::net::SocketAddr;
 
 use tandem_cluster::codec::entry::{
-    NewLeadershipTermPayload, OperatorActionPayload, SessionOpenPayload, StateHashPayload,
-    decode_session_close, decode_timer_event,
+    NewLeadershipTermPayload, OperatorActionPayload, SessionMessages, SessionOpenPayload,
+    StateHashPayload, decode_session_close, decode_timer_event,
 };
 use tandem_cluster::codec::{
     Egress, FrameIter, Ingress, PeerMessage, decode_frame, egress_messages,
@@ -64,6 +64,11 @@ pub fn codec(data: &[u8]) {
     let _ = decode_timer_event(data);
     let _ = OperatorActionPayload::decode(data);
     let _ = StateHashPayload::decode(data);
+    if let Ok(messages) = SessionMessages::decode(data) {
+        let count = messages.len();
+        let bytes: usize = messages.map(<[u8]>::len).sum();
+        assert!(count >= 2 && bytes + 4 * count < data.len());
+    }
 }
 
 /// Reads fields off the front of the fuzz input (zero when it runs out).

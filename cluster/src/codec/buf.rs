@@ -82,6 +82,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Takes the first of `records` — a u32 length, then that many bytes — off their front.
+///
+/// # Panics
+/// If `records` does not begin with a whole record: callers validate the records with
+/// [`Reader::var_bytes`] when they decode them, and take them one by one afterwards.
+pub(crate) fn take_validated_var_bytes<'a>(records: &mut &'a [u8]) -> &'a [u8] {
+    let len = u32::from_le_bytes(records[..4].try_into().expect("4 bytes")) as usize;
+    let (bytes, rest) = records[4..].split_at(len);
+    *records = rest;
+    bytes
+}
+
 /// Little-endian writing onto a `Vec<u8>`.
 pub(crate) trait Writer {
     fn put_u8(&mut self, v: u8);

@@ -37,7 +37,7 @@
 //!  +-------------------------------+---------------+  len (u32), bytes
 //! ```
 
-use crate::codec::buf::{Reader, Writer};
+use crate::codec::buf::{Reader, Writer, take_validated_var_bytes};
 use crate::consensus::types::{MemberId, SessionId, Term};
 use crate::error::CodecError;
 
@@ -186,9 +186,7 @@ impl<'a> Iterator for MessageBatchIter<'a> {
             return None;
         }
         // Validated when the batch was decoded.
-        let len = u32::from_le_bytes(self.records[..4].try_into().expect("4 bytes")) as usize;
-        let payload = &self.records[4..4 + len];
-        self.records = &self.records[4 + len..];
+        let payload = take_validated_var_bytes(&mut self.records);
         self.left -= 1;
         let seq = self.next_sequence;
         self.next_sequence += 1;

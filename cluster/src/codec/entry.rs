@@ -21,7 +21,7 @@
 //!
 //! Little-endian; the version is the frame's version byte.
 
-use crate::codec::buf::{Reader, Writer};
+use crate::codec::buf::{Reader, Writer, take_validated_var_bytes};
 use crate::consensus::types::{ClientAddr, LogPosition, MemberId, OperatorAction};
 use crate::error::CodecError;
 use tandem_service_api::CloseReason;
@@ -291,12 +291,9 @@ impl<'a> Iterator for SessionMessages<'a> {
         if self.left == 0 {
             return None;
         }
-        // Validated in `decode`.
-        let len = u32::from_le_bytes(self.records[..4].try_into().expect("4 bytes")) as usize;
-        let message = &self.records[4..4 + len];
-        self.records = &self.records[4 + len..];
         self.left -= 1;
-        Some(message)
+        // Validated in `decode`.
+        Some(take_validated_var_bytes(&mut self.records))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
