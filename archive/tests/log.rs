@@ -199,16 +199,18 @@ fn corruption_of_a_segments_first_frame_after_padding_names_that_frame() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[20] ^= 0x10;
     std::fs::write(&file, &bytes).unwrap();
-    match Log::open(dir.path(), config(Durability::None), end) {
-        Err(ArchiveError::Corrupted {
-            file: f, position, ..
-        }) => {
-            assert_eq!(f, file);
-            assert_eq!(
-                position, SEG,
-                "the damaged frame, not the padding before it"
-            );
-        }
+    assert_eq!(
+        refused_as_corrupted(dir.path(), end),
+        (file, SEG),
+        "the damaged frame, not the padding before it"
+    );
+}
+
+/// Opens the log with `durable` as its durable position, expecting it to be refused as
+/// corrupted; returns the file and position the error names.
+fn refused_as_corrupted(dir: &Path, durable: u64) -> (std::path::PathBuf, u64) {
+    match Log::open(dir, config(Durability::None), durable) {
+        Err(ArchiveError::Corrupted { file, position, .. }) => (file, position),
         other => panic!("expected Corrupted, got {other:?}"),
     }
 }
@@ -228,15 +230,7 @@ fn corruption_below_durable_position_is_reported() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[victim as usize] ^= 0x10;
     std::fs::write(&file, &bytes).unwrap();
-    match Log::open(dir.path(), config(Durability::None), end) {
-        Err(ArchiveError::Corrupted {
-            file: f, position, ..
-        }) => {
-            assert_eq!(f, file);
-            assert_eq!(position, written[20].0);
-        }
-        other => panic!("expected Corrupted, got {other:?}"),
-    }
+    assert_eq!(refused_as_corrupted(dir.path(), end), (file, written[20].0));
     // Nothing was truncated by the failed open: with a lower durable bound the
     // same damage is a torn tail and recovery cuts there.
     let (log, report) = Log::open(dir.path(), config(Durability::None), written[20].0).unwrap();

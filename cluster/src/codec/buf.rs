@@ -65,6 +65,21 @@ impl<'a> Reader<'a> {
         let len = self.u32()? as usize;
         self.bytes(len)
     }
+    /// Everything left, which must be exactly `count` length-prefixed records (a u32
+    /// length, then that many bytes); take them with [`take_validated_var_bytes`].
+    pub(crate) fn rest_of_var_bytes(
+        &mut self,
+        count: usize,
+        what: &'static str,
+    ) -> Result<&'a [u8], CodecError> {
+        let records = self.rest();
+        let mut check = Reader::new(records, what);
+        for _ in 0..count {
+            check.var_bytes()?;
+        }
+        check.finish()?;
+        Ok(records)
+    }
     /// Everything left.
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.bytes)

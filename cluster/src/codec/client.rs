@@ -154,12 +154,7 @@ impl<'a> MessageBatch<'a> {
                 value: first_sequence,
             });
         }
-        let records = r.rest();
-        let mut check = Reader::new(records, "batch record");
-        for _ in 0..count {
-            check.var_bytes()?;
-        }
-        check.finish()?;
+        let records = r.rest_of_var_bytes(usize::from(count), "batch record")?;
         Ok(Self {
             session,
             acked_egress_seq,

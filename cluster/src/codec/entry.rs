@@ -240,13 +240,6 @@ pub fn push_session_message(out: &mut Vec<u8>, message: &[u8]) {
     out.put_var_bytes(message);
 }
 
-/// The messages in a payload begun with [`begin_session_messages`].
-pub fn session_messages_count(payload: &[u8]) -> usize {
-    payload.get(..4).map_or(0, |c| {
-        u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize
-    })
-}
-
 /// The messages of a `SessionMessages` payload, validated as a whole: iterating yields each
 /// message in order.
 #[derive(Debug, Clone)]
@@ -271,12 +264,7 @@ impl<'a> SessionMessages<'a> {
                 value: u64::from(count),
             });
         }
-        let records = r.rest();
-        let mut check = Reader::new(records, "session messages record");
-        for _ in 0..count {
-            check.var_bytes()?;
-        }
-        check.finish()?;
+        let records = r.rest_of_var_bytes(count as usize, "session messages record")?;
         Ok(Self {
             left: count,
             records,
@@ -311,12 +299,12 @@ mod tests {
     fn session_messages_round_trip_and_reject_malformed_payloads() {
         let mut b = Vec::new();
         begin_session_messages(&mut b);
-        assert_eq!(session_messages_count(&b), 0);
+        assert_eq!(b, 0u32.to_le_bytes(), "a count of 0");
         let messages: [&[u8]; 3] = [b"first", b"", b"the third one"];
         for m in messages {
             push_session_message(&mut b, m);
         }
-        assert_eq!(session_messages_count(&b), 3);
+        assert_eq!(b[..4], 3u32.to_le_bytes(), "a count of 3");
         assert_eq!(
             b.len(),
             SESSION_MESSAGES_HEADER_LEN

@@ -53,7 +53,7 @@ pub struct ModuleState {
     pub(crate) cluster_time: i64,
     /// An operator suspended the cluster (a `Suspend` entry was applied, no `Resume` since).
     pub(crate) suspended: bool,
-    /// Replies offered during the current apply, for the leader to send (not replicated).
+    /// Replies offered during the current apply on the leader, to send (not replicated).
     pub(crate) new_replies: NewReplies,
     /// Sessions the service asked to close during the current apply (not replicated).
     pub(crate) new_closings: Vec<SessionId>,
@@ -61,8 +61,8 @@ pub struct ModuleState {
     pub(crate) new_service_messages: bool,
 }
 
-/// Replies the service offered during the current apply, with their bytes, for the leader to
-/// send once the apply step is over.
+/// Replies the service offered during the current apply on the leader, with their bytes, for
+/// it to send once the apply step is over.
 ///
 /// The bytes are kept here rather than looked up in the session's reply cache then: one
 /// `SessionMessages` entry applies up to a whole client batch, and its replies can be more than
@@ -353,9 +353,12 @@ impl Cluster for ApplyContext<'_> {
             self.limits.reply_cache_entries,
             self.limits.reply_cache_bytes,
         );
-        self.state
-            .new_replies
-            .push(session, s.egress_seq, s.last_seq, message);
+        if self.role == Role::Leader {
+            // Only a leader sends replies; the others have them in the reply cache.
+            self.state
+                .new_replies
+                .push(session, s.egress_seq, s.last_seq, message);
+        }
         Ok(())
     }
 

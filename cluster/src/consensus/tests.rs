@@ -74,6 +74,21 @@ impl Harness {
         });
     }
 
+    /// Follower `from` acknowledges (successfully) the log up to `position` in `term`.
+    fn acked(&mut self, from: u32, term: Term, position: LogPosition) {
+        self.peer(
+            from,
+            PeerMessage::AppendResponse {
+                term,
+                follower: MemberId(from),
+                success: true,
+                learner: false,
+                position,
+                hint_term: Term(0),
+            },
+        );
+    }
+
     fn sent(&self) -> Vec<(MemberId, String)> {
         self.out
             .peer_messages()
@@ -373,29 +388,9 @@ fn a_new_leader_commits_earlier_terms_only_through_its_own_entry() {
     let nlt_end = h.core.log_end();
     assert!(nlt_end > LogPosition(F));
     // A follower acknowledges only the old entry: not enough.
-    h.peer(
-        1,
-        PeerMessage::AppendResponse {
-            term: Term(2),
-            follower: MemberId(1),
-            success: true,
-            learner: false,
-            position: LogPosition(F),
-            hint_term: Term(0),
-        },
-    );
+    h.acked(1, Term(2), LogPosition(F));
     assert_eq!(h.core.commit_position(), LogPosition(0));
-    h.peer(
-        1,
-        PeerMessage::AppendResponse {
-            term: Term(2),
-            follower: MemberId(1),
-            success: true,
-            learner: false,
-            position: nlt_end,
-            hint_term: Term(0),
-        },
-    );
+    h.acked(1, Term(2), nlt_end);
     assert_eq!(h.core.commit_position(), nlt_end);
 }
 
@@ -495,17 +490,7 @@ fn a_slow_follower_gets_a_bounded_window_and_does_not_slow_commits() {
     h.complete_io();
     let end = h.core.log_end();
     // Only member 1 acknowledges: commit advances without member 2.
-    h.peer(
-        1,
-        PeerMessage::AppendResponse {
-            term: Term(1),
-            follower: MemberId(1),
-            success: true,
-            learner: false,
-            position: end,
-            hint_term: Term(0),
-        },
-    );
+    h.acked(1, Term(1), end);
     assert_eq!(h.core.commit_position(), end);
     let opened = h.out.client_messages().any(|(_, e)| {
         matches!(
@@ -716,17 +701,7 @@ fn a_batch_of_client_messages_goes_out_in_one_append_and_is_acknowledged_once() 
     h.input(Input::Flush);
     h.complete_io();
     let end = h.core.log_end();
-    h.peer(
-        1,
-        PeerMessage::AppendResponse {
-            term: Term(1),
-            follower: MemberId(1),
-            success: true,
-            learner: false,
-            position: end,
-            hint_term: Term(0),
-        },
-    );
+    h.acked(1, Term(1), end);
     let mut appends: Vec<(MemberId, usize)> = Vec::new();
     for seq in 1..=64u64 {
         h.input(Input::Client {
@@ -888,17 +863,7 @@ fn ack_and_apply(h: &mut Harness, position: LogPosition) -> Vec<(u64, u64, Vec<u
             }
         }
     };
-    h.peer(
-        1,
-        PeerMessage::AppendResponse {
-            term: Term(1),
-            follower: MemberId(1),
-            success: true,
-            learner: false,
-            position,
-            hint_term: Term(0),
-        },
-    );
+    h.acked(1, Term(1), position);
     collect(&h.out);
     h.input(Input::Apply);
     collect(&h.out);
@@ -1252,17 +1217,7 @@ fn a_leader_that_applied_a_shutdown_waits_for_the_others_then_terminates() {
     h.complete_io();
     let end = h.core.log_end();
     for from in [1, 2] {
-        h.peer(
-            from,
-            PeerMessage::AppendResponse {
-                term: h.core.term(),
-                follower: MemberId(from),
-                success: true,
-                learner: false,
-                position: end,
-                hint_term: Term(0),
-            },
-        );
+        h.acked(from, h.core.term(), end);
     }
     assert_eq!(h.core.commit_position(), end);
     assert!(!h.core.is_closed(), "waits for the others");
@@ -1303,17 +1258,7 @@ fn a_leader_waiting_for_acknowledgements_terminates_at_its_deadline() {
     });
     h.complete_io();
     let end = h.core.log_end();
-    h.peer(
-        1,
-        PeerMessage::AppendResponse {
-            term: h.core.term(),
-            follower: MemberId(1),
-            success: true,
-            learner: false,
-            position: end,
-            hint_term: Term(0),
-        },
-    );
+    h.acked(1, h.core.term(), end);
     assert_eq!(h.core.applied_position(), end);
     assert!(!h.core.is_closed());
     assert!(h.core.latest_snapshot().is_some_and(|s| s.position == end));
