@@ -182,6 +182,7 @@ pub fn latency(
         let now = Instant::now();
         let due = schedule.due(now).min(total);
         let mut work = 0;
+        let sent_before = next;
         while next < due {
             let c = (next % n) as usize;
             match clients[c].offer(&msg) {
@@ -197,6 +198,13 @@ pub fn latency(
                 // due time).
                 Err(ClientError::BackPressure { .. }) => break,
                 Err(e) => return Err(client_err(c)(e)),
+            }
+        }
+        if next > sent_before {
+            // What was offered leaves now, before the members' cycles, not in the clients'
+            // polls after them (a turn of the loop later).
+            for client in clients.iter_mut() {
+                client.flush();
             }
         }
         work += dep.drive(DRIVE_CYCLES);
@@ -311,6 +319,7 @@ pub fn throughput(
                         Err(e) => return Err(client_err(c)(e)),
                     }
                 }
+                client.flush();
             }
         }
         work += dep.drive(DRIVE_CYCLES);

@@ -571,7 +571,17 @@ impl<L: LogStore> Consensus<L> {
             return;
         }
         let ack = self.ack_position();
-        self.respond(from, true, ack, out);
+        // New entries not yet durable: an answer now would acknowledge nothing new, and the
+        // runtime's durability report for them answers with their end (`on_log_durable`
+        // acknowledges whatever passes `last_ack_sent`). Skipping it halves a follower's
+        // datagrams per append (issue #7). Heartbeats and appends of nothing new are
+        // answered at once, as before.
+        let durable_report_answers = appended_from.is_some()
+            && ack <= self.last_ack_sent
+            && self.matched > self.last_ack_sent;
+        if !durable_report_answers {
+            self.respond(from, true, ack, out);
+        }
         self.maybe_promote(app, out);
     }
 
