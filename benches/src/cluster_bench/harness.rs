@@ -25,7 +25,7 @@ use tandem_cluster::control::{Action, ActionResult, ControlFile, MemberRole, Req
 use tandem_cluster::node::{
     ClientConfig, ClusterClient, ClusterNode, NodeAgent, NodeConfig, NodeError, NodeHooks,
 };
-use tandem_cluster::transport::InProcHub;
+use tandem_cluster::transport::{InProcHub, ReadinessGroup};
 
 use super::config::{Settings, TransportKind};
 use super::echo::{Echo, new_echo};
@@ -181,6 +181,9 @@ pub struct Deployment {
     idle: IdleStrategy,
     window: usize,
     io: tandem_cluster::transport::IoMode,
+    /// `cluster` threading over UDP: the members' and the clients' sockets in one epoll set,
+    /// as one thread polls them all.
+    readiness: Option<ReadinessGroup>,
     // Dropped last: the members' directories.
     _root: Root,
 }
@@ -212,7 +215,7 @@ impl Deployment {
                 .path()
                 .join(format!("run-{}-{attempt}", std::process::id()));
             match Self::launch_in(s, &dir) {
-                Ok((members, controls, hub, members_list)) => {
+                Ok((members, controls, hub, members_list, readiness)) => {
                     return Ok(Self {
                         members,
                         controls,
@@ -221,6 +224,7 @@ impl Deployment {
                         idle: s.idle.clone(),
                         window: s.window,
                         io: s.io,
+                        readiness,
                         _root: root,
                     });
                 }
@@ -234,7 +238,13 @@ impl Deployment {
     fn launch_in(
         s: &Settings,
         dir: &Path,
-    ) -> Result<(Members, Vec<ControlFile>, Option<InProcHub>, String)> {
+    ) -> Result<(
+        Members,
+        Vec<ControlFile>,
+        Option<InProcHub>,
+        String,
+        Option<ReadinessGroup>,
+    )> {
         let n = s.cluster_size;
         let (members_list, hub) = match s.transport {
             TransportKind::Ipc => {
@@ -247,8 +257,15 @@ impl Deployment {
             TransportKind::Udp => (free_members(n)?, None),
         };
         let member_dir = |i: u32| dir.join(format!("node-{i}"));
+        // One thread polls every member and client: one epoll set for all their sockets.
+        let readiness = if hub.is_none() && !s.processes && s.threading == ThreadingMode::Cluster {
+            Some(ReadinessGroup::new().map_err(BenchError::io("epoll_create1"))?)
+        } else {
+            None
+        };
         let hooks = |hub: &Option<InProcHub>| NodeHooks::<Echo> {
             hub: hub.clone(),
+            readiness: readiness.clone(),
             ..NodeHooks::default()
         };
         let mut members = if s.processes {
@@ -282,7 +299,7 @@ impl Deployment {
         for i in 0..n {
             controls.push(open_control(&member_dir(i), i, &mut members)?);
         }
-        Ok((members, controls, hub, members_list))
+        Ok((members, controls, hub, members_list, readiness))
     }
 
     /// The members list.
@@ -367,6 +384,9 @@ impl Deployment {
                     None => ClusterClient::new(cfg),
                 }
                 .map_err(err)?;
+                if let Some(group) = &self.readiness {
+                    c.join_readiness_group(group).map_err(err)?;
+                }
                 c.connect(CONNECT_TIMEOUT).map_err(err)?;
                 clients.push(c);
             }

@@ -33,7 +33,8 @@ use crate::codec::client::{
 use crate::consensus::SessionId;
 use crate::transport::frame::HEADER_LEN;
 use crate::transport::{
-    Event, InProcHub, IoMode, MemberEndpoints, Transport, TransportConfig, UdpConfig,
+    Event, InProcHub, IoMode, MemberEndpoints, ReadinessGroup, Transport, TransportConfig,
+    UdpConfig,
 };
 
 use super::error::ClientError;
@@ -211,6 +212,22 @@ impl ClusterClient {
             .bind_client()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Self::with_network(cfg, NodeNetwork::InProc(Box::new(t)))
+    }
+
+    /// Polls its socket through `group` from now on, shared with the other transports this
+    /// thread polls (a benchmark or test driving members and clients on one thread): a poll
+    /// with nothing to read then makes no system call of its own ([`ReadinessGroup`]).
+    /// Returns `false` where there is no socket to watch (in-process, or the io_uring path).
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if the group is full or the socket cannot join it.
+    pub fn join_readiness_group(&mut self, group: &ReadinessGroup) -> Result<bool, ClientError> {
+        match &mut self.net {
+            NodeNetwork::Udp(t) => t
+                .join_readiness_group(group)
+                .map_err(|e| ClientError::Transport(e.to_string())),
+            NodeNetwork::InProc(_) => Ok(false),
+        }
     }
 
     fn with_network(cfg: ClientConfig, net: NodeNetwork) -> Result<Self, ClientError> {

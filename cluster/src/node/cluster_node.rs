@@ -57,7 +57,7 @@ use crate::control::{
     Action, ActionResult, ControlFile, ControlIdent, Counter, MemberProgress, MemberRole,
     RequestId, ResultCode,
 };
-use crate::transport::{InProcHub, Transport, TransportConfig, UdpConfig};
+use crate::transport::{InProcHub, ReadinessGroup, Transport, TransportConfig, UdpConfig};
 use tandem_archive::Durability;
 use tandem_service_api::{
     ClientSession, CloseReason, Cluster, Header, LeadershipTermEvent, Role, ServiceFactory,
@@ -94,6 +94,10 @@ pub struct NodeHooks<S> {
     pub authenticator: Option<Box<dyn Authenticator + Send>>,
     /// Run over this in-process hub instead of UDP.
     pub hub: Option<InProcHub>,
+    /// UDP on the `std` path: poll the member's sockets through this group, shared with the
+    /// other transports the same thread polls (`cluster` threading), so an idle turn of that
+    /// thread makes one `epoll_wait` in all ([`ReadinessGroup`]).
+    pub readiness: Option<ReadinessGroup>,
 }
 
 impl<S> Default for NodeHooks<S> {
@@ -102,6 +106,7 @@ impl<S> Default for NodeHooks<S> {
             state_hash: None,
             authenticator: None,
             hub: None,
+            readiness: None,
         }
     }
 }
@@ -112,6 +117,7 @@ impl<S> std::fmt::Debug for NodeHooks<S> {
             .field("state_hash", &self.state_hash.is_some())
             .field("authenticator", &self.authenticator.is_some())
             .field("hub", &self.hub.is_some())
+            .field("readiness", &self.readiness.is_some())
             .finish()
     }
 }
@@ -449,11 +455,17 @@ impl<F: ServiceFactory> NodeAgent<F> {
                     },
                     ..TransportConfig::default()
                 };
-                let t = Transport::bind_member(tc, cfg.members.clone(), cfg.member_id, cfg.io)
+                let mut t = Transport::bind_member(tc, cfg.members.clone(), cfg.member_id, cfg.io)
                     .map_err(|source| NodeError::Transport {
                         member_id: cfg.member_id,
                         source,
                     })?;
+                if let Some(group) = &hooks.readiness
+                    && let Err(e) = t.join_readiness_group(group)
+                {
+                    // Its own epoll set serves as well, at a system call more per cycle.
+                    tracing::warn!(member = cfg.member_id, error = %e, "readiness group not joined");
+                }
                 if let Some(reason) = t.fallback_reason() {
                     tracing::warn!(
                         member = cfg.member_id,
@@ -1526,6 +1538,7 @@ impl InProcessCluster {
                 state_hash: state_hash(),
                 authenticator: None,
                 hub: Some(hub.clone()),
+                readiness: None,
             };
             let agent = NodeAgent::new(cfg, make_factory(id), hooks)?;
             members.push((Arc::clone(agent.shared()), Arc::clone(agent.control())));

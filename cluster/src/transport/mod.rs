@@ -24,6 +24,7 @@ pub mod error;
 pub mod frame;
 pub mod inproc;
 pub mod io;
+pub mod readiness;
 pub mod reassembly;
 mod sys;
 #[cfg(test)]
@@ -37,10 +38,12 @@ pub use counters::TransportCounters;
 pub use error::{Result, TransportError};
 pub use inproc::{InProcHub, InProcTransport};
 pub use io::{DatagramIo, IoMode, UdpConfig, UdpIo};
+pub use readiness::ReadinessGroup;
 
 use frame::{
     CLIENT_SOURCE_ID, DropReason, FLAG_FRAGMENT, HEADER_LEN, Header, STREAM_CLIENT, STREAM_PEER,
 };
+use readiness::{CLIENT_BIT, GroupSlot, PEER_BIT};
 use reassembly::Reassembler;
 
 /// A received message. `msg` borrows the receive (or reassembly) buffer: copy it out if it
@@ -201,6 +204,18 @@ fn queue_message(
     Ok(())
 }
 
+/// How a transport learns which of its sockets hold datagrams (std path).
+#[derive(Debug)]
+enum Ready {
+    /// Reads every socket each poll (a client of its own; the io_uring path, whose receives
+    /// complete into a ring).
+    ReadAll,
+    /// A member's own epoll set over its two sockets.
+    Own(sys::Readiness),
+    /// Its slot in a [`ReadinessGroup`] shared with the transports of the same thread.
+    Group(GroupSlot),
+}
+
 /// Which side of the cluster this transport is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -218,9 +233,9 @@ pub struct Transport {
     client: Channel,
     /// Member only: socket on PORT+1 for member-to-member traffic.
     peer: Option<Channel>,
-    /// Member on the std path: which of its two sockets have input (bit 0 peer, bit 1
-    /// client), so an idle poll makes one `epoll_wait` instead of two `recvmmsg`.
-    ready: Option<sys::Readiness>,
+    /// Std path: which of its sockets have input (bit 0 peer, bit 1 client), so an idle
+    /// poll makes one `epoll_wait` (or none, in a group) instead of a `recvmmsg` per socket.
+    ready: Ready,
     counters: TransportCounters,
     requested: IoMode,
     fallback: Option<String>,
@@ -243,14 +258,14 @@ impl Transport {
         let (client, fb2) = Channel::open(me.client, io_mode, &config)?;
         let ready = match (peer.io.std_fd(), client.io.std_fd()) {
             (Some(p), Some(c)) => match sys::Readiness::new(&[p, c]) {
-                Ok(r) => Some(r),
+                Ok(r) => Ready::Own(r),
                 Err(e) => {
                     // Polling both sockets every cycle works too, at a system call more.
                     tracing::debug!(error = %e, "no epoll set; polling both sockets");
-                    None
+                    Ready::ReadAll
                 }
             },
-            _ => None,
+            _ => Ready::ReadAll,
         };
         Ok(Self {
             cfg: config,
@@ -287,12 +302,39 @@ impl Transport {
             role: Role::Client,
             client,
             peer: None,
-            ready: None,
+            ready: Ready::ReadAll,
             counters: TransportCounters::default(),
             requested: io_mode,
             fallback,
             next_message_id: 0,
         })
+    }
+
+    /// Polls through `group` from now on: this transport's sockets join the group's epoll
+    /// set, and a poll reads only the sockets the group's last `epoll_wait` found input on
+    /// (see [`readiness`]). For transports polled by one thread. On the io_uring path
+    /// (receives complete into a ring, no socket to watch) it does nothing and returns
+    /// `false`.
+    ///
+    /// # Errors
+    /// [`TransportError::Io`] if the group is full or a socket cannot join its set (the
+    /// transport then goes on polling as before).
+    pub fn join_readiness_group(&mut self, group: &ReadinessGroup) -> Result<bool> {
+        let Some(client) = self.client.io.std_fd() else {
+            return Ok(false);
+        };
+        let peer = match &self.peer {
+            Some(p) => match p.io.std_fd() {
+                Some(fd) => Some(fd),
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        let slot = group
+            .join(peer, client)
+            .map_err(|e| TransportError::io("joining a readiness group", e))?;
+        self.ready = Ready::Group(slot);
+        Ok(true)
     }
 
     /// The IO path actually in use (`Std` after a fallback from `Uring`).
@@ -489,16 +531,17 @@ impl Network for Transport {
     fn poll<F: FnMut(Event<'_>)>(&mut self, now_ns: u64, mut handler: F) -> Result<usize> {
         let mut n = 0;
         // Level-triggered: what a poll leaves behind is reported again by the next one.
-        let ready = match &self.ready {
-            // An error reads both, as without the set.
-            Some(r) => r.ready().unwrap_or(0b11),
-            None => 0b11,
+        // An error reads both, as without a set.
+        let ready = match &mut self.ready {
+            Ready::Own(r) => r.ready().unwrap_or(PEER_BIT | CLIENT_BIT),
+            Ready::Group(g) => g.ready().unwrap_or(PEER_BIT | CLIENT_BIT),
+            Ready::ReadAll => PEER_BIT | CLIENT_BIT,
         };
         // Peer traffic first: heartbeats and replication never wait behind clients.
         if let Some(p) = &mut self.peer {
             n += Self::drain(
                 p,
-                ready & 0b01 != 0,
+                ready & PEER_BIT != 0,
                 &self.cfg,
                 &self.members,
                 self.role,
@@ -510,7 +553,7 @@ impl Network for Transport {
         }
         n += Self::drain(
             &mut self.client,
-            ready & 0b10 != 0,
+            ready & CLIENT_BIT != 0,
             &self.cfg,
             &self.members,
             self.role,

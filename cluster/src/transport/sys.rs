@@ -217,7 +217,8 @@ pub fn recv_mmsg(
 
 /// An epoll set over a member's two sockets: one `epoll_wait` without blocking tells which
 /// have datagrams, so an idle duty cycle makes one system call instead of a `recvmmsg` per
-/// socket (Aeron's receiver polls its channels the same way, through a selector).
+/// socket (Aeron's receiver polls its channels the same way, through a selector). A
+/// [`ReadinessGroup`](super::ReadinessGroup) holds one over the sockets of several transports.
 #[derive(Debug)]
 pub struct Readiness {
     epoll: std::os::fd::OwnedFd,
@@ -226,6 +227,15 @@ pub struct Readiness {
 impl Readiness {
     /// An epoll set watching `fds` for input, each reported by its index in `fds`.
     pub fn new(fds: &[RawFd]) -> io::Result<Self> {
+        let set = Self::empty()?;
+        for (i, &sock) in fds.iter().enumerate() {
+            set.add(sock, i as u64)?;
+        }
+        Ok(set)
+    }
+
+    /// An epoll set watching nothing yet.
+    pub fn empty() -> io::Result<Self> {
         use std::os::fd::FromRawFd;
         // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -234,40 +244,47 @@ impl Readiness {
         }
         // SAFETY: `fd` is a descriptor epoll_create1 just returned, owned by nothing else.
         let epoll = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        for (i, &sock) in fds.iter().enumerate() {
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: i as u64,
-            };
-            // SAFETY: `ev` is a live, initialised epoll_event; the kernel copies it. `sock` is
-            // the caller's open socket, which it keeps open as long as this set.
-            let rc = unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, sock, &mut ev) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
         Ok(Self { epoll })
+    }
+
+    /// Watches `sock` for input, reported with `token`. A socket leaves the set by itself
+    /// when it is closed.
+    pub fn add(&self, sock: RawFd, token: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a live, initialised epoll_event; the kernel copies it. `sock` is
+        // the caller's open socket; the kernel drops it from the set when it is closed.
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, sock, &mut ev) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Which of the watched descriptors have input now, as a bit per index (without waiting).
     pub fn ready(&self) -> io::Result<u32> {
-        use std::os::fd::AsRawFd;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
-        // SAFETY: `events` is a live array of 4 epoll_events the kernel fills at most 4 of;
-        // a zero timeout never blocks.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as libc::c_int,
-                0,
-            )
-        };
+        let n = self.ready_tokens(&mut events)?;
+        Ok(events[..n]
+            .iter()
+            .fold(0, |bits, e| bits | 1u32 << (e.u64 & 31)))
+    }
+
+    /// Fills `events` with the watched descriptors that have input now (without waiting);
+    /// returns how many. Level-triggered: what is left unread is reported again.
+    pub fn ready_tokens(&self, events: &mut [libc::epoll_event]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let max = events.len().min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: `events` is a live array of at least `max` epoll_events the kernel fills at
+        // most `max` of; a zero timeout never blocks.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), max, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(events[..n as usize]
-            .iter()
-            .fold(0, |bits, e| bits | 1u32 << (e.u64 & 31)))
+        Ok(n as usize)
     }
 }

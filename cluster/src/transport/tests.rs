@@ -135,7 +135,10 @@ fn std_member_reads_peer_and_client_sockets_in_one_poll() {
     let mut c = Transport::bind_client(config(), members, IoMode::Std).unwrap();
     let (a, b) = ms.split_at_mut(1);
     let (m0, m1) = (&mut a[0], &mut b[0]);
-    assert!(m1.ready.is_some(), "std members poll through an epoll set");
+    assert!(
+        matches!(m1.ready, Ready::Own(_)),
+        "std members poll through an epoll set"
+    );
     for round in 0..3u8 {
         m0.send_to_member(1, &[round; 16]).unwrap();
         m0.flush().unwrap();
@@ -152,6 +155,96 @@ fn std_member_reads_peer_and_client_sockets_in_one_poll() {
         // Nothing left: the next poll reads nothing.
         assert_eq!(m1.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
     }
+}
+
+/// Two members and a client polled in turn through one readiness group: each turn makes
+/// one `epoll_wait` for all three, every message arrives (what a transport sent after the
+/// group's last wait is seen at the next), and an idle turn reads nothing.
+#[test]
+fn std_transports_in_one_readiness_group_share_one_epoll_wait_a_turn() {
+    let mut ms = cluster(2, IoMode::Std, &config());
+    let members = ms[0].members().clone();
+    let mut c = Transport::bind_client(config(), members, IoMode::Std).unwrap();
+    let group = ReadinessGroup::new().unwrap();
+    for m in &mut ms {
+        assert!(m.join_readiness_group(&group).unwrap());
+    }
+    assert!(c.join_readiness_group(&group).unwrap());
+    assert_eq!(group.members(), 3);
+    let client_addr = SocketAddr::from(([127, 0, 0, 1], c.local_client_addr().port()));
+    let (a, b) = ms.split_at_mut(1);
+    let (m0, m1) = (&mut a[0], &mut b[0]);
+    // Client -> member 1 -> member 0 -> client, one hop a turn.
+    let mut got = Vec::new();
+    c.send_to_member(1, b"request").unwrap();
+    c.flush().unwrap();
+    for turn in 0..4 {
+        let waits = group.waits();
+        m0.poll(0, |e| {
+            if let Event::FromMember { member_id: 1, msg } = e {
+                got.push(("m0", msg.to_vec()));
+            }
+        })
+        .unwrap();
+        if got.iter().any(|(w, _)| *w == "m0") && !got.iter().any(|(w, _)| *w == "sent") {
+            m0.send_to_client(client_addr, b"reply").unwrap();
+            m0.flush().unwrap();
+            got.push(("sent", Vec::new()));
+        }
+        let mut relay = None;
+        m1.poll(0, |e| {
+            if let Event::FromClient { msg, .. } = e {
+                relay = Some(msg.to_vec());
+            }
+        })
+        .unwrap();
+        if let Some(msg) = relay {
+            got.push(("m1", msg));
+            m1.send_to_member(0, b"forwarded").unwrap();
+            m1.flush().unwrap();
+        }
+        c.poll(0, |e| {
+            if let Event::FromMember { member_id: 0, msg } = e {
+                got.push(("client", msg.to_vec()));
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            group.waits(),
+            waits + 1,
+            "turn {turn}: one epoll_wait for the group"
+        );
+    }
+    let names: Vec<&str> = got.iter().map(|(w, _)| *w).collect();
+    assert_eq!(names, ["m1", "m0", "sent", "client"], "{got:?}");
+    assert_eq!(got[0].1, b"request");
+    assert_eq!(got[1].1, b"forwarded");
+    assert_eq!(got[3].1, b"reply");
+    // Idle: nothing read, still one wait a turn.
+    let waits = group.waits();
+    assert_eq!(m0.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
+    assert_eq!(m1.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
+    assert_eq!(c.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
+    assert_eq!(group.waits(), waits + 1);
+}
+
+/// A group holds at most `GROUP_SLOTS` transports; one more is refused with a typed error
+/// and goes on polling through a set of its own.
+#[test]
+fn a_full_readiness_group_refuses_the_next_transport() {
+    let group = ReadinessGroup::new().unwrap();
+    let members = cluster(1, IoMode::Std, &config())[0].members().clone();
+    let mut clients: Vec<Transport> = (0..readiness::GROUP_SLOTS)
+        .map(|_| Transport::bind_client(config(), members.clone(), IoMode::Std).unwrap())
+        .collect();
+    for c in &mut clients {
+        assert!(c.join_readiness_group(&group).unwrap());
+    }
+    let mut extra = Transport::bind_client(config(), members, IoMode::Std).unwrap();
+    let err = extra.join_readiness_group(&group).unwrap_err();
+    assert!(err.to_string().contains("readiness group full"), "{err}");
+    assert!(matches!(extra.ready, Ready::ReadAll));
+    assert_eq!(group.members(), readiness::GROUP_SLOTS);
 }
 
 #[test]
