@@ -30,6 +30,15 @@ fn learner_promotion_liveness() {
     check(592, 3);
 }
 
+/// `fsync batch` with slow syncs: a follower that answered an append of new entries only
+/// once they were durable left the leader without word from it for as long as a sync took,
+/// and the cluster never caught up after the faults (liveness). It now answers at least
+/// once a heartbeat interval whatever its syncs do.
+#[test]
+fn slow_sync_follower_still_answers_each_heartbeat_interval() {
+    check(7_001_861, 3);
+}
+
 #[test]
 fn same_seed_same_trace() {
     let opts = SimOptions::default();

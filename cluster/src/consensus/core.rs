@@ -181,6 +181,8 @@ pub struct Consensus<L: LogStore> {
     pub(super) epoch: u64,
     pub(super) matched: LogPosition,
     pub(super) last_ack_sent: LogPosition,
+    /// When this member last answered an append (`i64::MIN`: never).
+    pub(super) last_answer_ns: i64,
 
     pub(super) peers: Vec<Peer>,
     pub(super) leader_term_start: LogPosition,
@@ -306,6 +308,7 @@ impl<L: LogStore> Consensus<L> {
             epoch: 0,
             matched: LogPosition(0),
             last_ack_sent: LogPosition(0),
+            last_answer_ns: i64::MIN,
             peers: (0..n).map(|_| Peer::new(LogPosition(0), 0)).collect(),
             leader_term_start: LogPosition(0),
             leader_since_ns: 0,

@@ -431,6 +431,7 @@ impl<L: LogStore> Consensus<L> {
         } else {
             self.log.term_at(position).unwrap_or(Term(0))
         };
+        self.last_answer_ns = self.now_ns;
         if success {
             self.last_ack_sent = self.last_ack_sent.max(position);
         } else {
@@ -576,9 +577,13 @@ impl<L: LogStore> Consensus<L> {
         // acknowledges whatever passes `last_ack_sent`). Skipping it halves a follower's
         // datagrams per append (issue #7). Heartbeats and appends of nothing new are
         // answered at once, as before.
+        // A slow sync (`batch`, `every`) must not keep the leader from hearing this member:
+        // it is answered at least once a heartbeat interval all the same.
         let durable_report_answers = appended_from.is_some()
+            && self.durable < self.matched
             && ack <= self.last_ack_sent
-            && self.matched > self.last_ack_sent;
+            && self.matched > self.last_ack_sent
+            && self.now_ns.saturating_sub(self.last_answer_ns) < self.cfg.heartbeat_interval_ns;
         if !durable_report_answers {
             self.respond(from, true, ack, out);
         }
