@@ -576,9 +576,8 @@ impl<L: LogStore> Consensus<L> {
         // runtime's durability report for them answers with their end (`on_log_durable`
         // acknowledges whatever passes `last_ack_sent`). Skipping it halves a follower's
         // datagrams per append (issue #7). Heartbeats and appends of nothing new are
-        // answered at once, as before.
-        // A slow sync (`batch`, `every`) must not keep the leader from hearing this member:
-        // it is answered at least once a heartbeat interval all the same.
+        // answered at once, and so is any append a heartbeat interval after the last
+        // answer: a slow sync (`batch`, `every`) must not keep the leader from hearing us.
         let durable_report_answers = appended_from.is_some()
             && self.durable < self.matched
             && ack <= self.last_ack_sent

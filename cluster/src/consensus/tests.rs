@@ -475,6 +475,39 @@ fn follower_commit_is_bounded_by_its_matched_position() {
     assert_eq!(h.core.commit_position(), LogPosition(F));
 }
 
+/// A follower answers an append of new entries once, when the runtime reports them durable
+/// (an answer before would acknowledge nothing new); a heartbeat is answered at once, and so
+/// is an append when the last answer is a heartbeat interval old (a slow sync must not keep
+/// the leader from hearing the follower).
+#[test]
+fn a_follower_answers_new_entries_when_durable_or_a_heartbeat_interval_after_its_last_answer() {
+    let mut h = Harness::voter(1, MemLog::new());
+    let one = frame(1);
+    let t0 = 1_000_000;
+    h.input(Input::Tick { now_ns: t0 });
+    // The first append of the term (its answer waits for the term to be persisted).
+    h.peer(0, append(1, 0, 0, 0, &one));
+    h.complete_io();
+    assert_eq!(append_response(&h), Some((true, LogPosition(F))));
+    // Answered just now: the new entry is answered only by its durability report.
+    h.peer(0, append(1, F, 1, 0, &one));
+    assert_eq!(append_response(&h), None, "{:?}", h.sent());
+    h.complete_io();
+    assert_eq!(append_response(&h), Some((true, LogPosition(2 * F))));
+    // A heartbeat: at once.
+    h.peer(0, append(1, 2 * F, 1, 0, &[]));
+    assert_eq!(append_response(&h), Some((true, LogPosition(2 * F))));
+    // A heartbeat interval after the last answer, new entries are answered at once too.
+    let interval = h.core.config().heartbeat_interval_ns;
+    h.input(Input::Tick {
+        now_ns: t0 + interval,
+    });
+    h.peer(0, append(1, 2 * F, 1, 0, &one));
+    assert_eq!(append_response(&h), Some((true, LogPosition(2 * F))));
+    h.complete_io();
+    assert_eq!(append_response(&h), Some((true, LogPosition(3 * F))));
+}
+
 #[test]
 fn a_slow_follower_gets_a_bounded_window_and_does_not_slow_commits() {
     let mut h = Harness::voter(0, MemLog::new());

@@ -4,9 +4,9 @@
 //! A member on the `std` path asks its own epoll set which of its two sockets hold
 //! datagrams before reading them. When one thread drives several transports (`cluster`
 //! threading: every member of an in-process cluster, and the client beside them), an idle
-//! turn of that thread made one `epoll_wait` per member and a `recvmmsg` per client, about a
-//! microsecond and a half each on the 2-vCPU machines, and a message waits on average half a
-//! turn at every hop (issue #7). Aeron's shared media driver does the same with one receiver
+//! turn of that thread made one `epoll_wait` per member and a `recvmmsg` per client, and a
+//! message waits on average half a turn at every hop (issue #7; figures in
+//! `docs/PERFORMANCE.md`). Aeron's shared media driver does the same with one receiver
 //! polling every channel through one selector.
 //!
 //! How it is used: each transport that joins gets a slot (a bit pair: bit 0 its peer socket,
