@@ -218,6 +218,7 @@ fn latency_udp_shared_threading() {
     assert_eq!(v["config"]["transport"], "udp");
     assert_eq!(v["config"]["threading"], "shared");
     assert_eq!(v["config"]["size"], 200);
+    assert_eq!(v["config"]["mtu"], 1408);
 }
 
 #[test]
@@ -281,6 +282,10 @@ fn members_in_their_own_processes() {
         "udp",
         "--rate",
         "500",
+        "--mtu",
+        "4096",
+        "--size",
+        "2000",
         "--json",
         j.to_str().unwrap(),
     ]);
@@ -288,6 +293,8 @@ fn members_in_their_own_processes() {
     let v = json(&j);
     check_percentiles(&v, "cluster");
     assert_eq!(v["config"]["processes"], true);
+    // The member processes were given the datagram size too (a 2000-byte message in one).
+    assert_eq!(v["config"]["mtu"], 4096);
     assert_eq!(v["config"]["threading"], "shared");
 }
 
@@ -306,6 +313,7 @@ fn bad_flags_are_usage_errors() {
         (&["--cores", "3-1"], "backwards"),
         (&["--snapshot-at", "5"], "--snapshot-at"),
         (&["--window", "0"], "--window"),
+        (&["--mtu", "100"], "--mtu 100"),
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (args, needle) in cases {

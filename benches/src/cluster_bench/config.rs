@@ -21,6 +21,12 @@ use super::error::{BenchError, Result};
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 /// Most unacknowledged messages per client (the cluster's reply cache holds 64 per session).
 pub const MAX_WINDOW: usize = 64;
+/// Default `--mtu`: what a member and a client use unless configured (as Aeron's default).
+pub const DEFAULT_MTU: usize = 1408;
+/// Smallest `--mtu` (a member's least).
+pub const MIN_MTU: usize = 256;
+/// Largest `--mtu` (the largest UDP payload over IPv4).
+pub const MAX_MTU: usize = 65507;
 /// Most clients in one run.
 pub const MAX_CLIENTS: usize = 64;
 /// Highest offered rate (the open-loop schedule's resolution is 1 ns per message).
@@ -253,6 +259,12 @@ pub struct BenchArgs {
     /// Log segment length in bytes (a power of two, at least 64 KiB).
     #[arg(long, default_value_t = tandem_archive::DEFAULT_SEGMENT_LEN_BYTES)]
     pub segment_len_bytes: u64,
+    /// Largest UDP datagram, header included, of the members, the clients and the floor's
+    /// endpoints (Aeron's default is 1408 too; loopback carries up to 65507). A client batch
+    /// holds at most 64 messages and what fits in one datagram; a longer message is sent in
+    /// fragments.
+    #[arg(long, default_value_t = DEFAULT_MTU)]
+    pub mtu: usize,
     /// Directory for the members' directories (default: a new one under the system temp
     /// directory, removed at the end).
     #[arg(long)]
@@ -306,6 +318,8 @@ pub struct Settings {
     pub window: usize,
     /// Log segment length.
     pub segment_len_bytes: u64,
+    /// Largest UDP datagram.
+    pub mtu: usize,
     /// Base directory for the members.
     pub dir: Option<PathBuf>,
 }
@@ -374,6 +388,12 @@ impl Settings {
                 a.segment_len_bytes
             ));
         }
+        if !(MIN_MTU..=MAX_MTU).contains(&a.mtu) {
+            return usage(format!(
+                "--mtu {} must be in {MIN_MTU}..={MAX_MTU} bytes",
+                a.mtu
+            ));
+        }
         let snapshot_at = match a.snapshot_at {
             Some(s) if s <= 0.0 || s >= a.duration => {
                 return usage(format!(
@@ -424,6 +444,7 @@ impl Settings {
             clients,
             window: a.window,
             segment_len_bytes: a.segment_len_bytes,
+            mtu: a.mtu,
             dir: a.dir.clone(),
         })
     }
@@ -484,6 +505,7 @@ mod tests {
         assert_eq!(s.idle, IdleStrategy::backoff());
         assert_eq!(s.cluster_size, 3);
         assert_eq!(s.clients, 1);
+        assert_eq!(s.mtu, 1408);
         let s = parse(&["--processes"]).unwrap();
         assert_eq!(s.threading, ThreadingMode::Shared);
     }
@@ -503,6 +525,8 @@ mod tests {
             (&["--snapshot-at", "20"][..], "--snapshot-at"),
             (&["--window", "65"][..], "--window"),
             (&["--duration", "-1"][..], "-1"),
+            (&["--mtu", "255"][..], "--mtu 255"),
+            (&["--mtu", "65508"][..], "--mtu 65508"),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");

@@ -58,7 +58,7 @@ pub fn measure(s: &Settings) -> Result<FloorResult> {
             let cfg = TransportConfig {
                 cluster_id: CLUSTER_ID,
                 udp: UdpConfig {
-                    mtu: 1408,
+                    mtu: s.mtu,
                     ..UdpConfig::default()
                 },
                 ..TransportConfig::default()

@@ -92,6 +92,7 @@ pub fn node_config(s: &Settings, id: u32, members: &str, dir: &Path) -> Result<N
     c.io = s.io;
     c.fsync = s.fsync;
     c.segment_len_bytes = s.segment_len_bytes;
+    c.mtu = s.mtu;
     c.bootstrap = true;
     c.cores = s.member_cores(id);
     c.validate()?;
@@ -180,6 +181,7 @@ pub struct Deployment {
     members_list: String,
     idle: IdleStrategy,
     window: usize,
+    mtu: usize,
     io: tandem_cluster::transport::IoMode,
     /// `cluster` threading over UDP: the members' and the clients' sockets in one epoll set,
     /// as one thread polls them all.
@@ -223,6 +225,7 @@ impl Deployment {
                         members_list,
                         idle: s.idle.clone(),
                         window: s.window,
+                        mtu: s.mtu,
                         io: s.io,
                         readiness,
                         _root: root,
@@ -378,6 +381,7 @@ impl Deployment {
                 let mut cfg = ClientConfig::new(&self.members_list).map_err(err)?;
                 cfg.cluster_id = CLUSTER_ID;
                 cfg.window = self.window;
+                cfg.mtu = self.mtu;
                 cfg.io = self.io;
                 let mut c = match &self.hub {
                     Some(hub) => ClusterClient::in_process(cfg, hub),
@@ -527,6 +531,7 @@ fn spawn_members(
             .args(["--io", &s.io.to_string()])
             .args(["--fsync", &s.fsync.to_string()])
             .args(["--segment-len-bytes", &s.segment_len_bytes.to_string()])
+            .args(["--mtu", &s.mtu.to_string()])
             .arg("--bootstrap")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -22,7 +22,7 @@
 //! { "tool": "cluster-bench", "version": 1,
 //!   "config":   { mode, cluster_size, transport, io, threading, processes, idle, cores, fsync,
 //!                 size, rate, duration_s, warmup_s, clients, window, segment_len_bytes,
-//!                 snapshot_at_s, peer },
+//!                 mtu, snapshot_at_s, peer },
 //!   "machine":  { cpus, cpu_model, kernel },
 //!   "latency_kind": "...",
 //!   "cluster":  { p50_us, p90_us, p99_us, p99_9_us, p99_99_us, max_us, mean_us,

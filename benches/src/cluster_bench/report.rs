@@ -98,6 +98,8 @@ pub struct ConfigReport {
     pub window: usize,
     /// Log segment length.
     pub segment_len_bytes: u64,
+    /// Largest UDP datagram.
+    pub mtu: usize,
     /// Snapshot time, if one was taken.
     pub snapshot_at_s: Option<f64>,
     /// The peer, if one ran.
@@ -402,6 +404,7 @@ impl Report {
                 clients: s.clients,
                 window: s.window,
                 segment_len_bytes: s.segment_len_bytes,
+                mtu: s.mtu,
                 snapshot_at_s: s.snapshot_at.map(|d| d.as_secs_f64()),
                 peer: s.peer.map(|p| p.name()),
             },
