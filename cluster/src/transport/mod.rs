@@ -323,9 +323,10 @@ impl Transport {
         let Some(client) = self.client.io.std_fd() else {
             return Ok(false);
         };
+        let client = (client, self.client.io.local_addr());
         let peer = match &self.peer {
             Some(p) => match p.io.std_fd() {
-                Some(fd) => Some(fd),
+                Some(fd) => Some((fd, p.io.local_addr())),
                 None => return Ok(false),
             },
             None => None,
@@ -469,7 +470,7 @@ impl Network for Transport {
             .get(member_id)
             .ok_or(TransportError::UnknownMember(member_id))?;
         let id = self.next_id();
-        match (self.role, &mut self.peer) {
+        let dest = match (self.role, &mut self.peer) {
             (Role::Member(me), Some(peer)) => {
                 if me == member_id {
                     return Err(TransportError::UnknownDestination(format!(
@@ -485,19 +486,27 @@ impl Network for Transport {
                     STREAM_PEER,
                     id,
                     msg,
-                )
+                )?;
+                m.peer
             }
-            _ => queue_message(
-                &mut self.client.io,
-                &self.cfg,
-                &mut self.counters,
-                m.client,
-                CLIENT_SOURCE_ID,
-                STREAM_CLIENT,
-                id,
-                msg,
-            ),
+            _ => {
+                queue_message(
+                    &mut self.client.io,
+                    &self.cfg,
+                    &mut self.counters,
+                    m.client,
+                    CLIENT_SOURCE_ID,
+                    STREAM_CLIENT,
+                    id,
+                    msg,
+                )?;
+                m.client
+            }
+        };
+        if let Ready::Group(g) = &mut self.ready {
+            g.hint(dest);
         }
+        Ok(())
     }
 
     fn send_to_client(&mut self, addr: SocketAddr, msg: &[u8]) -> Result<()> {
@@ -516,7 +525,11 @@ impl Network for Transport {
             STREAM_CLIENT,
             id,
             msg,
-        )
+        )?;
+        if let Ready::Group(g) = &mut self.ready {
+            g.hint(addr);
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<usize> {

@@ -15,6 +15,14 @@
 //! whole group first. So when the transports are polled in turn, the first of each turn
 //! waits for the group and the others read what it found.
 //!
+//! A datagram one transport of the group sends to a socket of another is a *hint*: on
+//! loopback it is in the receiving socket's queue when the sending system call returns, so
+//! the receiver's next poll reads that socket at once, without a new `epoll_wait` (a hop
+//! within one turn instead of one a turn, and no wait for it). A hint is only a guess: a
+//! datagram the kernel has not queued yet is read by a later poll as any other. So that the
+//! other sockets of the group are still watched while hints keep coming, a group makes a new
+//! `epoll_wait` at the latest after two polls per transport that skipped it.
+//!
 //! Nothing is lost: the set is level-triggered, so a socket whose datagrams arrived after
 //! the last `epoll_wait`, or were left unread, is reported by the next one, which the first
 //! transport to poll twice makes. Input can be seen one turn later than with a set of one's
@@ -22,6 +30,7 @@
 //! members from a helper while its clients connect) keeps that guarantee: a slot's bits are
 //! at worst those of a slightly older `epoll_wait`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -46,6 +55,31 @@ struct Inner {
     bits: [AtomicU32; GROUP_SLOTS],
     /// Slots handed out.
     slots: AtomicUsize,
+    /// Bits hinted per slot since its last poll: datagrams sent to its sockets by transports
+    /// of the group.
+    hints: [AtomicU32; GROUP_SLOTS],
+    /// The sockets' local IPv4 addresses with their slot and bit ([`encode_socket`]); 0 where
+    /// none (an IPv6 socket is never hinted).
+    sockets: [AtomicU64; 2 * GROUP_SLOTS],
+    /// Polls that skipped a wait for a hint since the last `epoll_wait`.
+    skips: AtomicUsize,
+    /// Polls that skipped a wait for a hint, in all.
+    hinted: AtomicU64,
+}
+
+/// `ip:port` of an IPv4 socket with its slot and bit in one word: `ip << 32 | port << 16 |
+/// slot << 8 | bit << 1 | 1`; `None` for IPv6.
+fn encode_socket(addr: SocketAddr, slot: usize, bit: u32) -> Option<u64> {
+    match addr.ip() {
+        IpAddr::V4(ip) => Some(
+            u64::from(ip.to_bits()) << 32
+                | u64::from(addr.port()) << 16
+                | (slot as u64) << 8
+                | u64::from(bit) << 1
+                | 1,
+        ),
+        IpAddr::V6(_) => None,
+    }
 }
 
 /// One epoll set shared by the UDP transports one thread polls (see the module docs).
@@ -67,6 +101,10 @@ impl ReadinessGroup {
                 epoch: AtomicU64::new(1),
                 bits: std::array::from_fn(|_| AtomicU32::new(0)),
                 slots: AtomicUsize::new(0),
+                hints: std::array::from_fn(|_| AtomicU32::new(0)),
+                sockets: std::array::from_fn(|_| AtomicU64::new(0)),
+                skips: AtomicUsize::new(0),
+                hinted: AtomicU64::new(0),
             }),
         })
     }
@@ -82,8 +120,18 @@ impl ReadinessGroup {
         self.inner.epoch.load(Ordering::Acquire) - 1
     }
 
-    /// A new slot watching `peer` (bit 0) and `client` (bit 1).
-    pub(crate) fn join(&self, peer: Option<RawFd>, client: RawFd) -> std::io::Result<GroupSlot> {
+    /// Polls that read a hinted socket without a new `epoll_wait` (see the module docs).
+    pub fn hinted_polls(&self) -> u64 {
+        self.inner.hinted.load(Ordering::Relaxed)
+    }
+
+    /// A new slot watching `peer` (bit 0) and `client` (bit 1), each given as its descriptor
+    /// and local address (the address is what the group's hints match).
+    pub(crate) fn join(
+        &self,
+        peer: Option<(RawFd, SocketAddr)>,
+        client: (RawFd, SocketAddr),
+    ) -> std::io::Result<GroupSlot> {
         let slot = self.inner.slots.fetch_add(1, Ordering::AcqRel);
         if slot >= GROUP_SLOTS {
             return Err(std::io::Error::other(format!(
@@ -91,13 +139,21 @@ impl ReadinessGroup {
             )));
         }
         let token = |bit: u32| (slot as u64) << 2 | u64::from(bit);
-        if let Some(p) = peer {
-            self.inner.set.add(p, token(PEER_BIT))?;
+        let inner = &*self.inner;
+        for (i, (socket, bit)) in [(peer, PEER_BIT), (Some(client), CLIENT_BIT)]
+            .into_iter()
+            .enumerate()
+        {
+            let Some((fd, addr)) = socket else { continue };
+            inner.set.add(fd, token(bit))?;
+            if let Some(word) = encode_socket(addr, slot, bit) {
+                inner.sockets[2 * slot + i].store(word, Ordering::Release);
+            }
         }
-        self.inner.set.add(client, token(CLIENT_BIT))?;
         Ok(GroupSlot {
             inner: Arc::clone(&self.inner),
             slot,
+            last_hint: None,
             // Its first poll makes a new epoll_wait: the sockets are new to the set.
             seen_epoch: self.inner.epoch.load(Ordering::Acquire),
         })
@@ -111,22 +167,69 @@ pub(crate) struct GroupSlot {
     slot: usize,
     /// The group's epoch whose bits this slot used last.
     seen_epoch: u64,
+    /// The destination hinted last and what it matched (a transport mostly sends to the same
+    /// few sockets).
+    last_hint: Option<(SocketAddr, Option<(usize, u32)>)>,
 }
 
 impl GroupSlot {
     /// This slot's bits ([`PEER_BIT`], [`CLIENT_BIT`]): from the group's last `epoll_wait` if
     /// this slot has not used it yet, else from a new one.
+    /// Bits hinted since the last poll are added; if there are any and the slot has used
+    /// the last `epoll_wait` already, they alone are returned without a new one (at most two
+    /// such polls per transport between two waits of the group).
     pub(crate) fn ready(&mut self) -> std::io::Result<u32> {
         let inner = &*self.inner;
+        let hinted = inner.hints[self.slot].swap(0, Ordering::AcqRel);
         if inner.epoch.load(Ordering::Acquire) == self.seen_epoch {
+            if hinted != 0 && inner.skips.fetch_add(1, Ordering::AcqRel) < 2 * inner.used() {
+                inner.hinted.fetch_add(1, Ordering::Relaxed);
+                return Ok(hinted);
+            }
             inner.wait()?;
         }
         self.seen_epoch = inner.epoch.load(Ordering::Acquire);
-        Ok(inner.bits[self.slot].load(Ordering::Acquire))
+        Ok(inner.bits[self.slot].load(Ordering::Acquire) | hinted)
+    }
+
+    /// Notes a datagram this transport queued for `dest`: if `dest` is a socket of the group,
+    /// its transport's next poll reads it (call after queuing, before the send goes out: the
+    /// receiver polls after this transport's flush when one thread polls them in turn).
+    pub(crate) fn hint(&mut self, dest: SocketAddr) {
+        let target = match self.last_hint {
+            Some((addr, target)) if addr == dest => target,
+            _ => {
+                let target = self.inner.find(dest);
+                self.last_hint = Some((dest, target));
+                target
+            }
+        };
+        if let Some((slot, bit)) = target {
+            self.inner.hints[slot].fetch_or(bit, Ordering::AcqRel);
+        }
     }
 }
 
 impl Inner {
+    fn used(&self) -> usize {
+        self.slots.load(Ordering::Acquire).min(GROUP_SLOTS)
+    }
+
+    /// The slot and bit of the group's socket at `dest` (a socket bound to 0.0.0.0 matches
+    /// any address with its port).
+    fn find(&self, dest: SocketAddr) -> Option<(usize, u32)> {
+        let IpAddr::V4(ip) = dest.ip() else {
+            return None;
+        };
+        let (ip, port) = (u64::from(ip.to_bits()), u64::from(dest.port()));
+        self.sockets[..2 * self.used()].iter().find_map(|w| {
+            let w = w.load(Ordering::Acquire);
+            let matches =
+                w & 1 == 1 && (w >> 16) & 0xFFFF == port && (w >> 32 == ip || w >> 32 == 0);
+            matches.then_some((((w >> 8) & 0xFF) as usize, ((w >> 1) & 0b11) as u32))
+        })
+    }
+
     /// One `epoll_wait` for the whole group: every slot's bits, then a new epoch.
     fn wait(&self) -> std::io::Result<()> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2 * GROUP_SLOTS];
@@ -140,10 +243,10 @@ impl Inner {
                 *bits |= (token & 0b11) as u32;
             }
         }
-        let used = self.slots.load(Ordering::Acquire).min(GROUP_SLOTS);
-        for (bits, f) in self.bits[..used].iter().zip(found) {
+        for (bits, f) in self.bits[..self.used()].iter().zip(found) {
             bits.store(f, Ordering::Release);
         }
+        self.skips.store(0, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }

@@ -159,7 +159,8 @@ fn std_member_reads_peer_and_client_sockets_in_one_poll() {
 
 /// Two members and a client polled in turn through one readiness group: each turn makes
 /// one `epoll_wait` for all three, every message arrives (what a transport sent after the
-/// group's last wait is seen at the next), and an idle turn reads nothing.
+/// group's last wait is seen at the next, or at once when it was hinted), and an idle turn
+/// reads nothing.
 #[test]
 fn std_transports_in_one_readiness_group_share_one_epoll_wait_a_turn() {
     let mut ms = cluster(2, IoMode::Std, &config());
@@ -174,7 +175,7 @@ fn std_transports_in_one_readiness_group_share_one_epoll_wait_a_turn() {
     let client_addr = SocketAddr::from(([127, 0, 0, 1], c.local_client_addr().port()));
     let (a, b) = ms.split_at_mut(1);
     let (m0, m1) = (&mut a[0], &mut b[0]);
-    // Client -> member 1 -> member 0 -> client, one hop a turn.
+    // Client -> member 1 -> member 0 -> client.
     let mut got = Vec::new();
     c.send_to_member(1, b"request").unwrap();
     c.flush().unwrap();
@@ -226,6 +227,81 @@ fn std_transports_in_one_readiness_group_share_one_epoll_wait_a_turn() {
     assert_eq!(m1.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
     assert_eq!(c.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
     assert_eq!(group.waits(), waits + 1);
+}
+
+/// A datagram one transport of a group sends to another's socket is read by that one's next
+/// poll without a new `epoll_wait`: client -> member 1 -> member 0 -> client in one turn of
+/// polls in that order, with no wait. Input from outside the group is still seen while hints
+/// keep coming: the group waits again after two hinted polls per transport at most.
+#[test]
+fn hinted_sockets_are_read_without_a_wait_and_outside_input_is_still_seen() {
+    let mut ms = cluster(2, IoMode::Std, &config());
+    let members = ms[0].members().clone();
+    let mut c = Transport::bind_client(config(), members.clone(), IoMode::Std).unwrap();
+    let group = ReadinessGroup::new().unwrap();
+    for m in &mut ms {
+        assert!(m.join_readiness_group(&group).unwrap());
+    }
+    assert!(c.join_readiness_group(&group).unwrap());
+    let client_addr = SocketAddr::from(([127, 0, 0, 1], c.local_client_addr().port()));
+    let (a, b) = ms.split_at_mut(1);
+    let (m0, m1) = (&mut a[0], &mut b[0]);
+    // An idle turn: every slot has used the group's last wait.
+    for t in [&mut *m0, &mut *m1, &mut c] {
+        assert_eq!(t.poll(0, |e| panic!("{e:?}")).unwrap(), 0);
+    }
+    let (waits, hinted) = (group.waits(), group.hinted_polls());
+    c.send_to_member(1, b"request").unwrap();
+    c.flush().unwrap();
+    let mut got = Vec::new();
+    m1.poll(0, |e| {
+        if let Event::FromClient { msg, .. } = e {
+            got.push(msg.to_vec());
+        }
+    })
+    .unwrap();
+    m1.send_to_member(0, b"forwarded").unwrap();
+    m1.flush().unwrap();
+    m0.poll(0, |e| {
+        if let Event::FromMember { member_id: 1, msg } = e {
+            got.push(msg.to_vec());
+        }
+    })
+    .unwrap();
+    m0.send_to_client(client_addr, b"reply").unwrap();
+    m0.flush().unwrap();
+    c.poll(0, |e| {
+        if let Event::FromMember { member_id: 0, msg } = e {
+            got.push(msg.to_vec());
+        }
+    })
+    .unwrap();
+    assert_eq!(got, [&b"request"[..], b"forwarded", b"reply"]);
+    assert_eq!(group.waits(), waits, "every hop read without a wait");
+    assert_eq!(group.hinted_polls(), hinted + 3);
+
+    // A client outside the group writes to member 0 while member 1 keeps hinting member 0's
+    // peer socket: member 0 sees it once the group waits again, within 2 x 3 hinted polls.
+    let mut outsider = Transport::bind_client(config(), members, IoMode::Std).unwrap();
+    outsider.send_to_member(0, b"from outside").unwrap();
+    outsider.flush().unwrap();
+    let mut polls = 0;
+    let mut seen = false;
+    while !seen && polls < 20 {
+        m1.send_to_member(0, b"hint").unwrap();
+        m1.flush().unwrap();
+        m0.poll(0, |e| {
+            if let Event::FromClient { msg, .. } = e {
+                assert_eq!(msg, b"from outside");
+                seen = true;
+            }
+        })
+        .unwrap();
+        polls += 1;
+    }
+    assert!(seen, "input from outside the group is read");
+    assert!(polls <= 2 * 3 + 1, "seen at poll {polls}");
+    assert!(group.waits() > waits, "the group waited again");
 }
 
 /// A group holds at most `GROUP_SLOTS` transports; one more is refused with a typed error
