@@ -25,9 +25,13 @@ run ipc-100k-openraft --size 64 --mode latency --transport ipc --rate 100000 --d
 run ipc-100k-a --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2
 run ipc-100k-b --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2
 run udp-50k-std --size 64 --mode latency --transport udp --io std --rate 50000 --duration 8 --warmup 2
+run udp-5k-std --size 64 --mode latency --transport udp --io std --rate 5000 --duration 8 --warmup 2
 run udp-50k-uring --size 64 --mode latency --transport udp --io uring --rate 50000 --duration 8 --warmup 2
 run tput-ipc-openraft --size 64 --mode throughput --transport ipc --duration 6 --warmup 2 --peer openraft
 run tput-udp --size 64 --mode throughput --transport udp --duration 6 --warmup 2
+# Datagrams that hold a full client batch (64 messages of 64 B need about 5 KB; the default
+# --mtu 1408 holds 17): a jumbo-frame network's MTU, which loopback carries.
+run tput-udp-mtu8192 --size 64 --mode throughput --transport udp --duration 6 --warmup 2 --mtu 8192
 for s in 32 256 1024; do
     run tput-ipc-$s --mode throughput --transport ipc --size $s --duration 6 --warmup 2
 done
