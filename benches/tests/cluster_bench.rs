@@ -337,3 +337,81 @@ fn bad_flags_are_usage_errors() {
         assert!(err.contains("peer-aeron"), "{err}");
     }
 }
+
+/// Member processes that stop answering (stopped with SIGSTOP, so they are still alive) end a
+/// latency run with a typed error and exit status 1 once no reply came for the drain timeout,
+/// instead of the run waiting for a free window forever.
+#[test]
+fn a_cluster_that_stops_answering_ends_the_run_with_an_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(BIN)
+        .args([
+            "--processes",
+            "--transport",
+            "udp",
+            "--rate",
+            "1000",
+            // Long enough that the stall is found before the last message is due (the floor
+            // runs this long first).
+            "--duration",
+            "7",
+            "--warmup",
+            "0.5",
+            "--segment-len-bytes",
+            "1048576",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cluster-bench");
+    let pid = child.id();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut text = String::new();
+    let mut line = String::new();
+    // The members answer first: wait for the cluster's first progress line.
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        text.push_str(&line);
+        let started = line.starts_with("[cluster]");
+        line.clear();
+        if started {
+            break;
+        }
+    }
+    let members = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let members: Vec<i32> = members
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(members.len(), 3, "{members:?}\n{text}");
+    for &m in &members {
+        // SAFETY: kill only sends a signal to a child of the benchmark.
+        assert_eq!(unsafe { libc::kill(m, libc::SIGSTOP) }, 0);
+    }
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    // Without the stall check the run never ends: give up on it after a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    for &m in &members {
+        // The benchmark kills its members on the way out; these may be gone already. They
+        // hold its standard error too, so they go before it is read to the end.
+        // SAFETY: as above.
+        unsafe { libc::kill(m, libc::SIGKILL) };
+    }
+    text.push_str(&rest.join().unwrap());
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("no reply from the cluster for 5 s"), "{text}");
+}

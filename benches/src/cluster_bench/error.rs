@@ -87,6 +87,22 @@ pub enum BenchError {
         /// Messages sent.
         sent: u64,
     },
+    /// The cluster stopped answering in latency mode: no reply for `waited_s` seconds with
+    /// messages in flight, so the messages due after them could not be sent.
+    #[error(
+        "no reply from the cluster for {waited_s} s with {in_flight} messages in flight \
+         ({sent} of {due} messages sent)"
+    )]
+    Stalled {
+        /// Seconds without a reply.
+        waited_s: u64,
+        /// Messages sent and not answered.
+        in_flight: u64,
+        /// Messages sent, warm-up included.
+        sent: u64,
+        /// Messages the run was to send.
+        due: u64,
+    },
 }
 
 impl BenchError {

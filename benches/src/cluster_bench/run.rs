@@ -178,6 +178,7 @@ pub fn latency(
         (0..n).map(|_| VecDeque::with_capacity(s.window)).collect();
     let (mut next, mut replies, mut bad) = (0_u64, 0_u64, 0_u64);
     let mut drain_deadline = None;
+    let mut last_reply = start;
     loop {
         let now = Instant::now();
         let due = schedule.due(now).min(total);
@@ -216,6 +217,7 @@ pub fn latency(
                     let t = *t.get_or_insert_with(Instant::now);
                     let Some(i) = settle(queue, seq) else { return };
                     replies += 1;
+                    last_reply = t;
                     if reply != msg.as_slice() {
                         bad += 1;
                         return;
@@ -236,6 +238,14 @@ pub fn latency(
             if outstanding == 0 || now >= deadline {
                 break;
             }
+        } else if outstanding > 0 && now.saturating_duration_since(last_reply) > DRAIN_TIMEOUT {
+            // Every window is full and nothing comes back: the run cannot go on.
+            return Err(BenchError::Stalled {
+                waited_s: DRAIN_TIMEOUT.as_secs(),
+                in_flight: outstanding as u64,
+                sent: next,
+                due: total,
+            });
         }
         if progress.due(now) {
             dep.check_alive()?;
