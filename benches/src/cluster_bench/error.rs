@@ -88,7 +88,8 @@ pub enum BenchError {
         sent: u64,
     },
     /// The cluster stopped answering in latency mode: no reply for `waited_s` seconds with
-    /// messages in flight, so the messages due after them could not be sent.
+    /// messages in flight before the last message was due (once every window is full,
+    /// nothing more can be sent).
     #[error(
         "no reply from the cluster for {waited_s} s with {in_flight} messages in flight \
          ({sent} of {due} messages sent)"

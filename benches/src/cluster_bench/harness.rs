@@ -388,8 +388,12 @@ impl Deployment {
                     None => ClusterClient::new(cfg),
                 }
                 .map_err(err)?;
-                if let Some(group) = &self.readiness {
-                    c.join_readiness_group(group).map_err(err)?;
+                if let Some(group) = &self.readiness
+                    && let Err(e) = c.join_readiness_group(group)
+                {
+                    // A full group (more clients than its slots): this client polls its
+                    // socket itself, as without a group.
+                    eprintln!("[cluster-bench] client {i} polls outside the readiness group: {e}");
                 }
                 c.connect(CONNECT_TIMEOUT).map_err(err)?;
                 clients.push(c);

@@ -158,7 +158,9 @@ fn payload(size: usize) -> Vec<u8> {
 /// the warm-up are sent but not recorded.
 ///
 /// # Errors
-/// [`BenchError::Client`] if a session fails; [`BenchError::Member`] if a member stops.
+/// [`BenchError::Client`] if a session fails; [`BenchError::Member`] if a member stops;
+/// [`BenchError::Stalled`] if no reply came for [`DRAIN_TIMEOUT`] with messages in flight
+/// before the last one was sent.
 pub fn latency(
     dep: &mut Deployment,
     clients: &mut [ClusterClient],

@@ -21,11 +21,13 @@
 //! within one turn instead of one a turn, and no wait for it). A hint is only a guess: a
 //! datagram the kernel has not queued yet is read by a later poll as any other. So that the
 //! other sockets of the group are still watched while hints keep coming, a group makes a new
-//! `epoll_wait` at the latest after two polls per transport that skipped it.
+//! `epoll_wait` at the latest after 2 × (its transports) polls in all that skipped one (one
+//! transport may take them all).
 //!
 //! Nothing is lost: the set is level-triggered, so a socket whose datagrams arrived after
 //! the last `epoll_wait`, or were left unread, is reported by the next one, which the first
-//! transport to poll twice makes. Input can be seen one turn later than with a set of one's
+//! transport to poll again without a hint makes (or the first past the bound on hinted
+//! polls). Input can be seen one turn later than with a set of one's
 //! own, never not at all. Polling from several threads at once (the benchmark drives the
 //! members from a helper while its clients connect) keeps that guarantee: a slot's bits are
 //! at worst those of a slightly older `epoll_wait`.
@@ -70,6 +72,8 @@ struct Inner {
 /// `ip:port` of an IPv4 socket with its slot and bit in one word: `ip << 32 | port << 16 |
 /// slot << 8 | bit << 1 | 1`; `None` for IPv6.
 fn encode_socket(addr: SocketAddr, slot: usize, bit: u32) -> Option<u64> {
+    debug_assert!(slot < GROUP_SLOTS, "slot {slot}");
+    debug_assert!(bit == PEER_BIT || bit == CLIENT_BIT, "bit {bit:#b}");
     match addr.ip() {
         IpAddr::V4(ip) => Some(
             u64::from(ip.to_bits()) << 32
@@ -154,7 +158,8 @@ impl ReadinessGroup {
             inner: Arc::clone(&self.inner),
             slot,
             last_hint: None,
-            // Its first poll makes a new epoll_wait: the sockets are new to the set.
+            // Its first poll reads the bits of a new epoll_wait (the sockets are new to the
+            // set), unless a hint came first.
             seen_epoch: self.inner.epoch.load(Ordering::Acquire),
         })
     }
@@ -167,17 +172,26 @@ pub(crate) struct GroupSlot {
     slot: usize,
     /// The group's epoch whose bits this slot used last.
     seen_epoch: u64,
-    /// The destination hinted last and what it matched (a transport mostly sends to the same
-    /// few sockets).
-    last_hint: Option<(SocketAddr, Option<(usize, u32)>)>,
+    /// The destination hinted last (a transport mostly sends to the same few sockets).
+    last_hint: Option<LastHint>,
+}
+
+/// A destination a [`GroupSlot`] hinted, what it matched, and how many transports the group
+/// had then: looked up again once another has joined.
+#[derive(Debug, Clone, Copy)]
+struct LastHint {
+    dest: SocketAddr,
+    /// The slot and bit of the socket `dest` names, if it is one of the group's.
+    target: Option<(usize, u32)>,
+    used: usize,
 }
 
 impl GroupSlot {
     /// This slot's bits ([`PEER_BIT`], [`CLIENT_BIT`]): from the group's last `epoll_wait` if
-    /// this slot has not used it yet, else from a new one.
-    /// Bits hinted since the last poll are added; if there are any and the slot has used
-    /// the last `epoll_wait` already, they alone are returned without a new one (at most two
-    /// such polls per transport between two waits of the group).
+    /// this slot has not used it yet, else from a new one, with the bits hinted since its last
+    /// poll added. If it has used the last wait and hints came, the hinted bits alone are
+    /// returned without a new wait (at most 2 × transports such polls in all between two
+    /// waits of the group).
     pub(crate) fn ready(&mut self) -> std::io::Result<u32> {
         let inner = &*self.inner;
         let hinted = inner.hints[self.slot].swap(0, Ordering::AcqRel);
@@ -196,16 +210,26 @@ impl GroupSlot {
     /// its transport's next poll reads it (call after queuing, before the send goes out: the
     /// receiver polls after this transport's flush when one thread polls them in turn).
     pub(crate) fn hint(&mut self, dest: SocketAddr) {
+        let used = self.inner.used();
         let target = match self.last_hint {
-            Some((addr, target)) if addr == dest => target,
+            Some(last) if last.dest == dest && last.used == used => last.target,
             _ => {
                 let target = self.inner.find(dest);
-                self.last_hint = Some((dest, target));
+                self.last_hint = Some(LastHint { dest, target, used });
                 target
             }
         };
         if let Some((slot, bit)) = target {
             self.inner.hints[slot].fetch_or(bit, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for GroupSlot {
+    /// A transport that leaves is no longer hinted (its slot is not handed out again).
+    fn drop(&mut self) {
+        for word in &self.inner.sockets[2 * self.slot..2 * self.slot + 2] {
+            word.store(0, Ordering::Release);
         }
     }
 }

@@ -304,6 +304,42 @@ fn hinted_sockets_are_read_without_a_wait_and_outside_input_is_still_seen() {
     assert!(group.waits() > waits, "the group waited again");
 }
 
+/// A destination that was not in the group when a transport first sent to it is hinted once
+/// its transport has joined (a miss is looked up again after a join).
+#[test]
+fn a_socket_that_joins_later_is_hinted_too() {
+    let mut ms = cluster(1, IoMode::Std, &config());
+    let members = ms[0].members().clone();
+    let mut c = Transport::bind_client(config(), members, IoMode::Std).unwrap();
+    let group = ReadinessGroup::new().unwrap();
+    assert!(c.join_readiness_group(&group).unwrap());
+    let m0 = &mut ms[0];
+    // Sent before member 0 joined: a miss.
+    c.send_to_member(0, b"early").unwrap();
+    c.flush().unwrap();
+    assert!(m0.join_readiness_group(&group).unwrap());
+    let mut got = Vec::new();
+    m0.poll(0, |e| {
+        if let Event::FromClient { msg, .. } = e {
+            got.push(msg.to_vec());
+        }
+    })
+    .unwrap();
+    assert_eq!(got, [b"early"]);
+    let (waits, hinted) = (group.waits(), group.hinted_polls());
+    c.send_to_member(0, b"late").unwrap();
+    c.flush().unwrap();
+    m0.poll(0, |e| {
+        if let Event::FromClient { msg, .. } = e {
+            got.push(msg.to_vec());
+        }
+    })
+    .unwrap();
+    assert_eq!(got, [&b"early"[..], b"late"]);
+    assert_eq!(group.hinted_polls(), hinted + 1, "read on the hint");
+    assert_eq!(group.waits(), waits, "without a wait");
+}
+
 /// A group holds at most `GROUP_SLOTS` transports; one more is refused with a typed error
 /// and goes on polling through a set of its own.
 #[test]
