@@ -52,11 +52,14 @@ pub enum Counter {
     /// Client messages refused (on the leader) because they named a session opened from
     /// another address.
     DroppedSessionNotOwned = 20,
+    /// Datagrams dropped: longer than this member's `mtu` (a sender configured with a larger
+    /// one; the log says which).
+    DroppedOversize = 21,
 }
 
 impl Counter {
     /// Every named counter, in slot order.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::DatagramsIn,
         Self::DatagramsOut,
         Self::BytesIn,
@@ -78,6 +81,7 @@ impl Counter {
         Self::StateDivergences,
         Self::SessionsDisconnectedSlow,
         Self::DroppedSessionNotOwned,
+        Self::DroppedOversize,
     ];
 
     /// The counter's slot.
@@ -111,6 +115,7 @@ impl Counter {
             Self::StateDivergences => "state_divergences",
             Self::SessionsDisconnectedSlow => "sessions_disconnected_slow",
             Self::DroppedSessionNotOwned => "dropped_session_not_owned",
+            Self::DroppedOversize => "dropped_oversize",
         }
     }
 }

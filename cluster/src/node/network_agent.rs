@@ -260,6 +260,7 @@ impl NetworkAgent {
                 + t.dropped_bad_header
                 + l.decode_bad_length.load(Ordering::Relaxed),
         );
+        c.set_counter(Counter::DroppedOversize, t.dropped_oversize);
         c.set_counter(Counter::DroppedBadChecksum, t.dropped_bad_checksum);
         c.set_counter(
             Counter::DroppedBadVersion,

@@ -1,5 +1,7 @@
 //! Transport counters.
 
+use std::net::SocketAddr;
+
 /// Counts of traffic and of every reason a datagram or message was dropped.
 ///
 /// Plain `u64`s owned by the transport (single-threaded duty cycle); the node copies them to
@@ -24,8 +26,11 @@ pub struct TransportCounters {
     pub fragments_out: u64,
     /// Duplicate fragments ignored.
     pub duplicate_fragments: u64,
-    /// Dropped: too short, truncated, or length field mismatch.
+    /// Dropped: too short, or length field mismatch.
     pub dropped_bad_length: u64,
+    /// Dropped: longer than this endpoint's `mtu` (the sender's `mtu` is larger: everything it
+    /// sends that long is lost until the two agree).
+    pub dropped_oversize: u64,
     /// Dropped: CRC-32C mismatch.
     pub dropped_bad_checksum: u64,
     /// Dropped: wrong magic or version.
@@ -50,9 +55,27 @@ pub struct TransportCounters {
 }
 
 impl TransportCounters {
+    /// Counts a datagram from `from` longer than this endpoint's `mtu`, and says so in the log
+    /// the 1st, 2nd, 4th, 8th, ... time: a misconfigured sender loses all such traffic, and an
+    /// operator must see why without the log growing at the datagrams' rate.
+    pub(crate) fn note_oversize(&mut self, from: Option<SocketAddr>, mtu: usize) {
+        self.dropped_oversize += 1;
+        if self.dropped_oversize.is_power_of_two() {
+            let from = from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+            tracing::warn!(
+                %from,
+                mtu,
+                dropped = self.dropped_oversize,
+                "dropped a datagram longer than this endpoint's mtu; every sender's mtu must be \
+                 at most its receivers'"
+            );
+        }
+    }
+
     /// Sum of every `dropped_*` counter.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_bad_length
+            + self.dropped_oversize
             + self.dropped_bad_checksum
             + self.dropped_bad_version
             + self.dropped_bad_header

@@ -322,7 +322,7 @@ impl DatagramIo for StdUdp {
                                 let s = i * self.stride;
                                 handler(counters, addr, &self.recv_bufs[s..s + m.len]);
                             }
-                            Some(_) => counters.dropped_bad_length += 1,
+                            Some(addr) => counters.note_oversize(Some(addr), self.stride - 1),
                             None => counters.recv_errors += 1,
                         }
                     }
@@ -349,7 +349,7 @@ impl DatagramIo for StdUdp {
                     counters.datagrams_in += 1;
                     counters.bytes_in += len as u64;
                     if len >= self.stride {
-                        counters.dropped_bad_length += 1;
+                        counters.note_oversize(Some(addr), self.stride - 1);
                     } else {
                         handler(counters, addr, &buf[..len]);
                     }

@@ -514,6 +514,53 @@ fn uring_forged_member_and_garbage_dropped_and_counted() {
     forged_and_garbage(IoMode::Uring);
 }
 
+/// A datagram one byte longer than the member's mtu (a sender configured with a larger one)
+/// is dropped and counted as oversize, on every receive path; one of exactly the mtu is not.
+fn oversize_datagrams_are_counted(mode: IoMode, cfg: &TransportConfig) {
+    let mut ms = cluster(1, mode, cfg);
+    let m0 = &mut ms[0];
+    let client_port = m0.local_client_addr();
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mtu = cfg.udp.mtu;
+    let long = datagram(
+        &header(CLIENT_SOURCE_ID, STREAM_CLIENT, mtu + 1 - HEADER_LEN),
+        &vec![7; mtu + 1 - HEADER_LEN],
+    );
+    raw.send_to(&long, client_port).unwrap();
+    raw.send_to(&[0; 5000], client_port).unwrap();
+    poll_until(m0, 0, |c| c.datagrams_in >= 2);
+    let c = *m0.counters();
+    assert_eq!(c.dropped_oversize, 2, "{c:?}");
+    assert_eq!(c.dropped_bad_length, 0, "{c:?}");
+    assert_eq!(c.dropped_total(), 2, "{c:?}");
+    let fits = datagram(
+        &header(CLIENT_SOURCE_ID, STREAM_CLIENT, mtu - HEADER_LEN),
+        &vec![7; mtu - HEADER_LEN],
+    );
+    raw.send_to(&fits, client_port).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = None;
+    while got.is_none() {
+        assert!(Instant::now() < deadline, "timed out: {:?}", m0.counters());
+        m0.poll(0, |e| got = Some(format!("{e:?}"))).unwrap();
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    assert_eq!(m0.counters().dropped_oversize, 2);
+}
+
+#[test]
+fn std_oversize_datagrams_are_counted() {
+    oversize_datagrams_are_counted(IoMode::Std, &config());
+}
+
+#[test]
+fn uring_oversize_datagrams_are_counted() {
+    oversize_datagrams_are_counted(IoMode::Uring, &config());
+    let mut cfg = config();
+    cfg.udp.force_single_shot_recv = true;
+    oversize_datagrams_are_counted(IoMode::Uring, &cfg);
+}
+
 #[test]
 fn send_queue_back_pressure() {
     for mode in [IoMode::Std, IoMode::Uring] {

@@ -469,8 +469,8 @@ impl DatagramIo for UringUdp {
                                     counters.datagrams_in += 1;
                                     counters.bytes_in += data.len() as u64;
                                     match sys::from_sockaddr_bytes(out.name_data()) {
-                                        _ if out.is_payload_truncated() || data.len() > mtu => {
-                                            counters.dropped_bad_length += 1
+                                        from if out.is_payload_truncated() || data.len() > mtu => {
+                                            counters.note_oversize(from, mtu)
                                         }
                                         Some(addr) => handler(counters, addr, data),
                                         None => counters.recv_errors += 1,
@@ -515,7 +515,7 @@ impl DatagramIo for UringUdp {
                             )
                         };
                         if len >= *stride || m.hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                            counters.dropped_bad_length += 1;
+                            counters.note_oversize(sys::from_sockaddr_bytes(name), *stride - 1);
                         } else if let Some(addr) = sys::from_sockaddr_bytes(name) {
                             handler(counters, addr, &bufs[k * *stride..k * *stride + len]);
                         } else {
