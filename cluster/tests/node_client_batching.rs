@@ -59,12 +59,17 @@ static GLOBAL: Counting = Counting;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn cluster() -> (tempfile::TempDir, String, Vec<ClusterNode>) {
+    cluster_with_mtu(1408)
+}
+
+fn cluster_with_mtu(mtu: usize) -> (tempfile::TempDir, String, Vec<ClusterNode>) {
     let root = tempfile::tempdir().unwrap();
     let members = free_members(3);
     let nodes: Vec<ClusterNode> = (0..3)
         .map(|i| {
-            ClusterNode::launch_with(config(i, &members, root.path()), Echo::default, hooks())
-                .unwrap()
+            let mut cfg = config(i, &members, root.path());
+            cfg.mtu = mtu;
+            ClusterNode::launch_with(cfg, Echo::default, hooks()).unwrap()
         })
         .collect();
     wait_for("a leader", LIMIT, || {
@@ -74,9 +79,14 @@ fn cluster() -> (tempfile::TempDir, String, Vec<ClusterNode>) {
 }
 
 fn client(members: &str, window: usize) -> ClusterClient {
+    client_with_mtu(members, window, 1408)
+}
+
+fn client_with_mtu(members: &str, window: usize, mtu: usize) -> ClusterClient {
     let mut cc = ClientConfig::new(members).unwrap();
     cc.cluster_id = 42;
     cc.window = window;
+    cc.mtu = mtu;
     let mut c = ClusterClient::new(cc).unwrap();
     c.connect(LIMIT).unwrap();
     c
@@ -163,6 +173,57 @@ fn batches_carry_up_to_64_messages_within_the_mtu_in_order() {
     });
     for n in nodes {
         n.close().unwrap();
+    }
+}
+
+/// 64 messages of 100 bytes: one 6.7 KB datagram from a client whose mtu is 8192.
+fn one_wide_batch(c: &mut ClusterClient, replies: &mut Vec<(u64, Vec<u8>)>) -> Vec<Vec<u8>> {
+    let msgs: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 100]).collect();
+    for m in &msgs {
+        c.offer(m).unwrap();
+    }
+    run(c, &[], replies);
+    msgs
+}
+
+/// A client and members configured with different mtus lose nothing either way: members
+/// with the default 1408 bytes take a client's 6.7 KB batches, and a client with 1408 bytes
+/// takes members' reply batches of up to 8 KB (every endpoint accepts any UDP datagram).
+#[test]
+fn a_client_and_members_with_different_mtus_lose_nothing() {
+    for (member_mtu, client_mtu) in [(1408, 8192), (8192, 1408)] {
+        let (_root, members, nodes) = cluster_with_mtu(member_mtu);
+        let mut c = client_with_mtu(&members, 512, client_mtu);
+        let mut replies = Vec::new();
+        let before = c.messages_sent();
+        let mut want = one_wide_batch(&mut c, &mut replies);
+        if client_mtu == 8192 {
+            assert_eq!(
+                c.messages_sent(),
+                before + 1,
+                "64 messages of 100 B: one datagram"
+            );
+        }
+        wait_for("64 replies", LIMIT, || {
+            c.poll(|s, r| replies.push((s, r.to_vec()))).unwrap();
+            (replies.len() >= 64).then_some(())
+        });
+        // Enough at once that the leader's reply batches fill its datagrams.
+        let many: Vec<Vec<u8>> = (0..2_000u32).map(|i| vec![i as u8; 100]).collect();
+        run(&mut c, &many, &mut replies);
+        want.extend(many);
+        assert_eq!(
+            replies.len(),
+            want.len(),
+            "members {member_mtu}, client {client_mtu}"
+        );
+        for (i, ((seq, r), w)) in replies.iter().zip(&want).enumerate() {
+            assert_eq!(*seq, i as u64 + 1, "each reply once, in order");
+            assert_eq!(r, w);
+        }
+        for n in nodes {
+            n.close().unwrap();
+        }
     }
 }
 

@@ -52,8 +52,9 @@ pub enum Counter {
     /// Client messages refused (on the leader) because they named a session opened from
     /// another address.
     DroppedSessionNotOwned = 20,
-    /// Datagrams dropped: longer than this member's `mtu` (a sender configured with a larger
-    /// one; the log says which).
+    /// Datagrams dropped: longer than this member accepts (the transport's
+    /// `recv_max_datagram`, by default the largest UDP datagram, so 0 unless lowered; the log
+    /// says which sender).
     DroppedOversize = 21,
 }
 

@@ -64,7 +64,8 @@ pub struct ClientConfig {
     pub keepalive_interval: Duration,
     /// UDP path.
     pub io: IoMode,
-    /// Datagram size.
+    /// Largest datagram this client sends (header included); a batch of messages fills at
+    /// most this much. It receives datagrams of any UDP size, so the members' mtu may differ.
     pub mtu: usize,
 }
 

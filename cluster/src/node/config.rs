@@ -68,7 +68,8 @@ pub struct NodeConfig {
     /// A new directory starts as a founding voter (first start of a new cluster) instead of a
     /// learner. Never set it for a member whose directory was wiped.
     pub bootstrap: bool,
-    /// Largest datagram (header included).
+    /// Largest datagram this member sends (header included). It receives datagrams of any
+    /// UDP size, so clients and other members may be configured with another value.
     pub mtu: usize,
     /// Most open client sessions; a connect beyond it is rejected with the reason
     /// `TooManySessions`. Give every member the same value (it decides replicated state).

@@ -28,8 +28,8 @@ pub struct TransportCounters {
     pub duplicate_fragments: u64,
     /// Dropped: too short, or length field mismatch.
     pub dropped_bad_length: u64,
-    /// Dropped: longer than this endpoint's `mtu` (the sender's `mtu` is larger: everything it
-    /// sends that long is lost until the two agree).
+    /// Dropped: longer than this endpoint's `recv_max_datagram` (a sender's `mtu` is larger:
+    /// everything it sends that long is lost until the two agree).
     pub dropped_oversize: u64,
     /// Dropped: CRC-32C mismatch.
     pub dropped_bad_checksum: u64,
@@ -55,19 +55,20 @@ pub struct TransportCounters {
 }
 
 impl TransportCounters {
-    /// Counts a datagram from `from` longer than this endpoint's `mtu`, and says so in the log
-    /// the 1st, 2nd, 4th, 8th, ... time: a misconfigured sender loses all such traffic, and an
-    /// operator must see why without the log growing at the datagrams' rate.
-    pub(crate) fn note_oversize(&mut self, from: Option<SocketAddr>, mtu: usize) {
+    /// Counts a datagram from `from` longer than `limit` (this endpoint's `recv_max_datagram`),
+    /// and says so in the log the 1st, 2nd, 4th, 8th, ... time: a misconfigured sender loses
+    /// all such traffic, and an operator must see why without the log growing at the
+    /// datagrams' rate.
+    pub(crate) fn note_oversize(&mut self, from: Option<SocketAddr>, limit: usize) {
         self.dropped_oversize += 1;
         if self.dropped_oversize.is_power_of_two() {
             let from = from.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
             tracing::warn!(
                 %from,
-                mtu,
+                limit,
                 dropped = self.dropped_oversize,
-                "dropped a datagram longer than this endpoint's mtu; every sender's mtu must be \
-                 at most its receivers'"
+                "dropped a datagram longer than this endpoint accepts (recv_max_datagram); \
+                 every sender's mtu must be at most its receivers' limit"
             );
         }
     }

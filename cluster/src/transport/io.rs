@@ -46,8 +46,15 @@ impl fmt::Display for IoMode {
 /// Socket-level settings shared by both paths.
 #[derive(Debug, Clone)]
 pub struct UdpConfig {
-    /// Largest datagram sent or received (header included).
+    /// Largest datagram this endpoint sends (header included): longer messages are cut into
+    /// fragments of at most this size.
     pub mtu: usize,
+    /// Largest datagram this endpoint accepts (header included). The default is the largest
+    /// UDP payload over IPv4, as Aeron's receivers, so a sender configured with a larger `mtu`
+    /// than its receivers (a client's above the members', a member's above a client's) loses
+    /// nothing; longer datagrams are dropped and counted as `dropped_oversize`. Each receive
+    /// buffer is this long (the pages are only touched as far as datagrams fill them).
+    pub recv_max_datagram: usize,
     /// Preallocated send slots (datagrams queued or in flight); the send back-pressure bound.
     pub send_slots: usize,
     /// Receive buffers (std: one `recvmmsg` batch; uring: buffer-ring size, power of two).
@@ -66,6 +73,7 @@ impl Default for UdpConfig {
     fn default() -> Self {
         Self {
             mtu: 1408,
+            recv_max_datagram: super::frame::MAX_DATAGRAM,
             send_slots: 1024,
             recv_buffers: 64,
             socket_buffer_bytes: 4 << 20,
@@ -198,7 +206,7 @@ impl StdUdp {
             .map_err(|e| TransportError::io("local_addr", e))?;
         let batch = cfg.recv_buffers.clamp(1, sys::MAX_BATCH);
         // One spare byte per buffer detects truncation on the fallback path.
-        let stride = cfg.mtu + 1;
+        let stride = cfg.recv_max_datagram + 1;
         Ok(Self {
             sock,
             local,

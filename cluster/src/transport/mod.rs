@@ -120,6 +120,11 @@ impl TransportConfig {
         if !(HEADER_LEN + 64..=frame::MAX_DATAGRAM).contains(&mtu) {
             return Err(TransportError::InvalidConfig("mtu must be in 104..=65507"));
         }
+        if !(HEADER_LEN + 64..=frame::MAX_DATAGRAM).contains(&self.udp.recv_max_datagram) {
+            return Err(TransportError::InvalidConfig(
+                "recv_max_datagram must be in 104..=65507",
+            ));
+        }
         let max_frags = self.max_message_size.div_ceil(mtu - HEADER_LEN);
         if max_frags > usize::from(u16::MAX) || self.max_message_size > u32::MAX as usize {
             return Err(TransportError::InvalidConfig(

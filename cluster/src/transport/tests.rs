@@ -514,17 +514,18 @@ fn uring_forged_member_and_garbage_dropped_and_counted() {
     forged_and_garbage(IoMode::Uring);
 }
 
-/// A datagram one byte longer than the member's mtu (a sender configured with a larger one)
-/// is dropped and counted as oversize, on every receive path; one of exactly the mtu is not.
+/// A datagram one byte longer than the member's `recv_max_datagram` (a sender configured with
+/// a larger mtu) is dropped and counted as oversize, on every receive path; one of exactly
+/// the limit is not.
 fn oversize_datagrams_are_counted(mode: IoMode, cfg: &TransportConfig) {
     let mut ms = cluster(1, mode, cfg);
     let m0 = &mut ms[0];
     let client_port = m0.local_client_addr();
     let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mtu = cfg.udp.mtu;
+    let limit = cfg.udp.recv_max_datagram;
     let long = datagram(
-        &header(CLIENT_SOURCE_ID, STREAM_CLIENT, mtu + 1 - HEADER_LEN),
-        &vec![7; mtu + 1 - HEADER_LEN],
+        &header(CLIENT_SOURCE_ID, STREAM_CLIENT, limit + 1 - HEADER_LEN),
+        &vec![7; limit + 1 - HEADER_LEN],
     );
     raw.send_to(&long, client_port).unwrap();
     raw.send_to(&[0; 5000], client_port).unwrap();
@@ -534,8 +535,8 @@ fn oversize_datagrams_are_counted(mode: IoMode, cfg: &TransportConfig) {
     assert_eq!(c.dropped_bad_length, 0, "{c:?}");
     assert_eq!(c.dropped_total(), 2, "{c:?}");
     let fits = datagram(
-        &header(CLIENT_SOURCE_ID, STREAM_CLIENT, mtu - HEADER_LEN),
-        &vec![7; mtu - HEADER_LEN],
+        &header(CLIENT_SOURCE_ID, STREAM_CLIENT, limit - HEADER_LEN),
+        &vec![7; limit - HEADER_LEN],
     );
     raw.send_to(&fits, client_port).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -548,17 +549,77 @@ fn oversize_datagrams_are_counted(mode: IoMode, cfg: &TransportConfig) {
     assert_eq!(m0.counters().dropped_oversize, 2);
 }
 
+/// A configuration whose endpoints accept nothing longer than their own mtu.
+fn config_accepting_only_the_mtu() -> TransportConfig {
+    let mut cfg = config();
+    cfg.udp.recv_max_datagram = cfg.udp.mtu;
+    cfg
+}
+
 #[test]
 fn std_oversize_datagrams_are_counted() {
-    oversize_datagrams_are_counted(IoMode::Std, &config());
+    oversize_datagrams_are_counted(IoMode::Std, &config_accepting_only_the_mtu());
 }
 
 #[test]
 fn uring_oversize_datagrams_are_counted() {
-    oversize_datagrams_are_counted(IoMode::Uring, &config());
-    let mut cfg = config();
+    oversize_datagrams_are_counted(IoMode::Uring, &config_accepting_only_the_mtu());
+    let mut cfg = config_accepting_only_the_mtu();
     cfg.udp.force_single_shot_recv = true;
     oversize_datagrams_are_counted(IoMode::Uring, &cfg);
+}
+
+/// By default an endpoint accepts any UDP datagram, so a sender whose mtu is larger than the
+/// receiver's own loses nothing: a member with the default 1408-byte mtu receives whole
+/// messages in datagrams of 8 KiB and of 65,507 bytes (the largest), on every receive path.
+fn datagrams_longer_than_the_mtu_are_accepted(mode: IoMode, cfg: &TransportConfig) {
+    assert_eq!(cfg.udp.mtu, 1408);
+    let mut ms = cluster(1, mode, cfg);
+    let m0 = &mut ms[0];
+    let client_port = m0.local_client_addr();
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in [8192, frame::MAX_DATAGRAM] {
+        let payload: Vec<u8> = (0..len - HEADER_LEN).map(|i| i as u8).collect();
+        raw.send_to(
+            &datagram(
+                &header(CLIENT_SOURCE_ID, STREAM_CLIENT, payload.len()),
+                &payload,
+            ),
+            client_port,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got: Option<Vec<u8>> = None;
+        while got.is_none() {
+            assert!(Instant::now() < deadline, "timed out: {:?}", m0.counters());
+            m0.poll(0, |e| {
+                if let Event::FromClient { msg, .. } = e {
+                    got = Some(msg.to_vec());
+                }
+            })
+            .unwrap();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        assert!(
+            got.as_deref() == Some(&payload[..]),
+            "{len}-byte datagram altered"
+        );
+    }
+    let c = *m0.counters();
+    assert_eq!(c.dropped_total(), 0, "{c:?}");
+}
+
+#[test]
+fn std_datagrams_longer_than_the_mtu_are_accepted() {
+    datagrams_longer_than_the_mtu_are_accepted(IoMode::Std, &config());
+}
+
+#[test]
+fn uring_datagrams_longer_than_the_mtu_are_accepted() {
+    datagrams_longer_than_the_mtu_are_accepted(IoMode::Uring, &config());
+    let mut cfg = config();
+    cfg.udp.force_single_shot_recv = true;
+    datagrams_longer_than_the_mtu_are_accepted(IoMode::Uring, &cfg);
 }
 
 #[test]
@@ -617,6 +678,14 @@ fn invalid_config_rejected() {
         Transport::bind_member(cfg, members.clone(), 0, IoMode::Std),
         Err(TransportError::InvalidConfig(_))
     ));
+    for bad in [50, frame::MAX_DATAGRAM + 1] {
+        let mut cfg = config();
+        cfg.udp.recv_max_datagram = bad;
+        assert!(matches!(
+            Transport::bind_member(cfg, members.clone(), 0, IoMode::Std),
+            Err(TransportError::InvalidConfig(m)) if m.contains("recv_max_datagram")
+        ));
+    }
     assert!(matches!(
         Transport::bind_member(config(), members, 5, IoMode::Std),
         Err(TransportError::UnknownMember(5))

@@ -79,7 +79,8 @@ pub struct UringUdp {
     send_meta: Box<[MsgMeta]>,
     in_flight: usize,
     recv: Recv,
-    mtu: usize,
+    /// Largest datagram accepted (`UdpConfig::recv_max_datagram`).
+    recv_max: usize,
 }
 
 impl std::fmt::Debug for UringUdp {
@@ -121,7 +122,7 @@ impl UringUdp {
                     send_meta: (0..n).map(|_| zeroed_meta()).collect(),
                     in_flight: 0,
                     recv,
-                    mtu: cfg.mtu,
+                    recv_max: cfg.recv_max_datagram,
                 };
                 if let Err(e) = me.arm_recv() {
                     return Err((me.into_socket(), format!("arming receive: {e}")));
@@ -170,11 +171,11 @@ impl UringUdp {
         let recv = if cfg.force_single_shot_recv {
             None
         } else {
-            Self::setup_buf_ring(&ring, count, cfg.mtu)
+            Self::setup_buf_ring(&ring, count, cfg.recv_max_datagram)
         };
         let recv = recv.unwrap_or_else(|| {
             let k = count.min(64);
-            let stride = cfg.mtu + 1;
+            let stride = cfg.recv_max_datagram + 1;
             Recv::Single {
                 metas: (0..k).map(|_| zeroed_meta()).collect(),
                 bufs: vec![0; k * stride],
@@ -185,7 +186,7 @@ impl UringUdp {
         Ok((ring, recv))
     }
 
-    fn setup_buf_ring(ring: &IoUring, count: usize, mtu: usize) -> Option<Recv> {
+    fn setup_buf_ring(ring: &IoUring, count: usize, recv_max: usize) -> Option<Recv> {
         let entries = u16::try_from(count).ok()?;
         let ring_bytes = count * size_of::<BufRingEntry>();
         // SAFETY: anonymous private mapping; arguments are valid and the result is checked.
@@ -217,7 +218,7 @@ impl UringUdp {
         }
         // Room for the recvmsg_out header, the source address and the payload (+1 to detect
         // truncation, which the kernel also flags).
-        let buf_size = 16 /* io_uring_recvmsg_out */ + NAME_LEN + mtu + 1;
+        let buf_size = 16 /* io_uring_recvmsg_out */ + NAME_LEN + recv_max + 1;
         let hdr = Box::new(libc::msghdr {
             msg_name: std::ptr::null_mut(),
             msg_namelen: NAME_LEN as libc::socklen_t,
@@ -424,7 +425,7 @@ impl DatagramIo for UringUdp {
         let mut got = 0;
         let mut rearm = false;
         let mut returned = false;
-        let mtu = self.mtu;
+        let recv_max = self.recv_max;
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in &mut cq {
@@ -469,8 +470,10 @@ impl DatagramIo for UringUdp {
                                     counters.datagrams_in += 1;
                                     counters.bytes_in += data.len() as u64;
                                     match sys::from_sockaddr_bytes(out.name_data()) {
-                                        from if out.is_payload_truncated() || data.len() > mtu => {
-                                            counters.note_oversize(from, mtu)
+                                        from if out.is_payload_truncated()
+                                            || data.len() > recv_max =>
+                                        {
+                                            counters.note_oversize(from, recv_max)
                                         }
                                         Some(addr) => handler(counters, addr, data),
                                         None => counters.recv_errors += 1,
