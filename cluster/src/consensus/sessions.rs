@@ -53,16 +53,25 @@ impl ReplyCache {
                 .back()
                 .is_none_or(|(r, _)| r.egress_seq + 1 == egress_seq)
         );
+        // The evicted buffer with the most room is reused (or the spare, if it has more). It
+        // stays in a local: storing it into `self.spare` field by field and loading it back at
+        // once stalled every push on a failed store-to-load forwarding (perf annotate of the
+        // core bench: 45 % of this function on that one load).
+        let mut reuse: Option<Vec<u8>> = None;
         while !self.entries.is_empty()
             && (self.entries.len() >= max_entries || self.total_bytes + bytes.len() > max_bytes)
         {
-            let (_, buf) = self.entries.pop_front().expect("not empty");
-            self.total_bytes -= buf.len();
-            if buf.capacity() > self.spare.capacity() {
-                self.spare = buf;
+            let (_, old) = self.entries.pop_front().expect("not empty");
+            self.total_bytes -= old.len();
+            if reuse.as_ref().is_none_or(|r| old.capacity() > r.capacity()) {
+                reuse = Some(old);
             }
         }
-        let mut buf = std::mem::take(&mut self.spare);
+        let mut buf = match reuse {
+            Some(old) if old.capacity() >= self.spare.capacity() => old,
+            Some(old) => std::mem::replace(&mut self.spare, old),
+            None => std::mem::take(&mut self.spare),
+        };
         buf.clear();
         buf.extend_from_slice(bytes);
         self.total_bytes += bytes.len();

@@ -1,6 +1,6 @@
 //! The order book alone, on one core: a mixed add / cancel / match workload.
 //!
-//! `cargo bench -p tandem-samples --bench book`. The stream is generated up front from a fixed
+//! `cargo bench -p tandem-benches --bench book`. The stream is generated up front from a fixed
 //! seed: about 55% passive limit orders near the touch, 30% cancels of recently added orders,
 //! 10% crossing immediate-or-cancel orders and 5% market orders. Each iteration replays the
 //! whole stream into an empty book built outside the timing. Throughput is in order operations

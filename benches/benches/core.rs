@@ -5,7 +5,7 @@
 //! sequence number and its own reply, at most 64 messages per append) and nanoseconds per
 //! core step (one `Consensus::handle` call on any member).
 //!
-//! Run: `cargo bench -p tandem-cluster --bench core`
+//! Run: `cargo bench -p tandem-benches --bench core`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -174,16 +174,17 @@ impl Bench {
                             );
                         }
                         Command::SendClient { bytes, .. } => {
-                            let raw = &out.bytes[bytes.clone()];
-                            if raw[1] == 2 {
-                                self.replies += 1;
-                            } else if let Ok(Egress::SessionEvent {
-                                code: EventCode::Ok,
-                                session,
-                                ..
-                            }) = Egress::decode(raw)
-                            {
-                                self.session = session;
+                            // Decoded as the client would (a reply batch validates its
+                            // records), so the figure includes the egress the leader wrote.
+                            match Egress::decode(&out.bytes[bytes.clone()]) {
+                                Ok(Egress::Reply { .. }) => self.replies += 1,
+                                Ok(Egress::Replies(batch)) => self.replies += batch.len() as u64,
+                                Ok(Egress::SessionEvent {
+                                    code: EventCode::Ok,
+                                    session,
+                                    ..
+                                }) => self.session = session,
+                                _ => {}
                             }
                         }
                         Command::PersistState { id, .. } => {
@@ -274,6 +275,7 @@ fn committed_messages(c: &mut Criterion) {
     let total = b.next_seq - 1;
     // The leader applied everything; followers learn the last commit with the next append.
     assert_eq!(b.apps[b.leader].count, total, "all applied on the leader");
+    assert_eq!(b.replies, total, "every message answered");
     assert!(b.apps.iter().all(|a| a.count + 64 * 16 >= total));
     assert!(b.cores.iter().all(|c| c.commit_position() > LogPosition(0)));
 
