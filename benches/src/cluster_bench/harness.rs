@@ -1,7 +1,7 @@
 //! [`Deployment`]: the cluster under test, launched from the real node code the way the
 //! settings ask, and its clients.
 //!
-//! * `--threading cluster`: every member's [`NodeAgent`] in one [`CompositeAgent`], driven by
+//! * `--threading cluster`: every member's [`NodeAgent`] in one [`ClusterAgent`], driven by
 //!   the benchmark's own thread through an [`AgentInvoker`] between the clients' sends and
 //!   polls: one thread runs members and clients, so the figure is the software path alone
 //!   (what `InProcessCluster` does, with the client on the same thread).
@@ -18,12 +18,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tandem_cluster::agent::{
-    Agent, AgentInvoker, CompositeAgent, Idle, IdleStrategy, ThreadingMode,
-};
+use tandem_cluster::agent::{AgentInvoker, Idle, IdleStrategy, ThreadingMode};
 use tandem_cluster::control::{Action, ActionResult, ControlFile, MemberRole, RequestId};
 use tandem_cluster::node::{
-    ClientConfig, ClusterClient, ClusterNode, NodeAgent, NodeConfig, NodeError, NodeHooks,
+    ClientConfig, ClusterAgent, ClusterClient, ClusterNode, NodeAgent, NodeConfig, NodeError,
+    NodeHooks,
 };
 use tandem_cluster::transport::{InProcHub, ReadinessGroup};
 
@@ -165,7 +164,7 @@ impl Drop for Children {
 #[derive(Debug)]
 enum Members {
     /// `cluster` threading: driven by the caller through [`Deployment::do_work`].
-    OneThread(Box<AgentInvoker<CompositeAgent>>),
+    OneThread(Box<AgentInvoker<ClusterAgent<Factory>>>),
     /// `shared` / `dedicated`: a thread per member.
     Threads(Vec<ClusterNode>),
     /// `--processes`.
@@ -274,16 +273,12 @@ impl Deployment {
         let mut members = if s.processes {
             Members::Processes(spawn_members(s, &members_list, &member_dir)?)
         } else if s.threading == ThreadingMode::Cluster {
-            let mut agents: Vec<Box<dyn Agent + Send>> = Vec::new();
+            let mut agents = Vec::new();
             for i in 0..n {
                 let cfg = node_config(s, i, &members_list, &member_dir(i))?;
-                agents.push(Box::new(NodeAgent::new(
-                    cfg,
-                    new_echo as Factory,
-                    hooks(&hub),
-                )?));
+                agents.push(NodeAgent::new(cfg, new_echo as Factory, hooks(&hub))?);
             }
-            let mut invoker = AgentInvoker::new(CompositeAgent::new("tandem-cluster", agents));
+            let mut invoker = AgentInvoker::new(ClusterAgent::new(agents));
             invoker.start()?;
             Members::OneThread(Box::new(invoker))
         } else {

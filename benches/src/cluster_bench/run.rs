@@ -19,11 +19,13 @@ use super::harness::Deployment;
 use super::progress::Progress;
 use crate::peer::{LatencyRun, OpenLoop, ThroughputRun, new_histogram};
 
-/// Member duty cycles per loop turn in `cluster` threading, at most (a turn ends at the first
-/// idle cycle). A round trip takes two since each member sends in the cycle that decided (the
-/// leader appends and sends; the followers acknowledge; the leader commits and replies);
-/// 2 and 4 measured the same (issue #7).
-const DRIVE_CYCLES: usize = 4;
+/// Member duty cycles per loop turn in `cluster` threading, at most: one. A cycle of the
+/// `ClusterAgent` runs the leader, the followers that complete its quorum and the leader
+/// again, so a message the clients flushed before it is answered within it, and the clients
+/// poll right after (before the other followers' turn in the next cycle). At 100 K msg/s over
+/// ipc one cycle a turn measured p50 2.1 µs against 3.3-4.0 µs for up to four; throughput
+/// the same within the runs' spread (issue #7, `docs/PERFORMANCE.md`).
+const DRIVE_CYCLES: usize = 1;
 
 /// The cluster's figures.
 #[derive(Debug)]

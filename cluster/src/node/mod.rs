@@ -22,7 +22,7 @@ mod service_agent;
 
 pub use client::{ClientConfig, ClusterClient};
 pub use cluster_node::{
-    ClusterNode, ConsensusAgent, InProcessCluster, NodeAgent, NodeHooks, NodeStatus,
+    ClusterAgent, ClusterNode, ConsensusAgent, InProcessCluster, NodeAgent, NodeHooks, NodeStatus,
 };
 pub use config::{FileConfig, NodeArgs, NodeConfig};
 pub use error::{ClientError, NodeError, Result};
