@@ -5,8 +5,9 @@ use std::fmt;
 use super::duty_cycle::{Agent, Termination};
 use super::error::AgentError;
 
-/// Runs several agents in one duty cycle, in order: the `shared` threading mode (one thread
-/// runs a member's agents) and the `cluster` mode (one thread runs every member).
+/// Runs several agents in one duty cycle, in order, on one thread. (A member's agents in the
+/// `shared` threading mode are composed by `node::NodeAgent`, and every member of the
+/// `cluster` mode by `node::ClusterAgent`, which orders them by role.)
 ///
 /// `do_work` returns the sum of the agents' work. The composite terminates as soon as any of
 /// its agents does; `on_close` closes every agent that was started, in order.

@@ -12,12 +12,13 @@ pub enum ThreadingMode {
     /// own [`AgentRunner`](super::AgentRunner) thread, each pinnable and usually busy-spinning.
     /// Lowest latency on a machine with cores to spare.
     Dedicated,
-    /// `shared`: one thread runs all of a member's agents in a
-    /// [`CompositeAgent`](super::CompositeAgent). The default on small machines.
+    /// `shared`: one thread runs all of a member's agents in one duty cycle
+    /// (`node::NodeAgent`). The default on small machines.
     #[default]
     Shared,
     /// `cluster`: one thread drives every member of an in-process cluster (and may drive a
-    /// client too). For tests, the embedded demo and measuring the software path alone.
+    /// client too), through `node::ClusterAgent`. For tests, the embedded demo and measuring
+    /// the software path alone.
     Cluster,
 }
 

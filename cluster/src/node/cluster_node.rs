@@ -567,6 +567,49 @@ impl<F: ServiceFactory> NodeAgent<F> {
     pub fn leads(&self) -> bool {
         self.consensus.shared.leading.load(Ordering::Relaxed)
     }
+
+    /// Whether this member still runs (false once killed or stopped).
+    pub fn is_running(&self) -> bool {
+        self.consensus.shared.running.load(Ordering::Acquire)
+    }
+}
+
+/// The followers that complete `leader`'s quorum in a cluster of `n` (`n / 2` of them): the
+/// running members after the leader in member order (a killed one never answers), as a bit
+/// set of member indexes.
+fn quorum_followers(n: usize, leader: usize, running: impl Fn(usize) -> bool) -> u64 {
+    let mut set = 0u64;
+    let mut left = n / 2;
+    for k in 1..n {
+        let i = (leader + k) % n;
+        if left > 0 && running(i) {
+            set |= 1 << i;
+            left -= 1;
+        }
+    }
+    set
+}
+
+/// Visits the members of a cluster of `n` in the order of one [`ClusterAgent`] cycle: the
+/// members outside `quorum` (a bit set) and the leader, then the leader, the quorum in member
+/// order after the leader, and the leader again.
+fn cycle_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usize)) {
+    let in_quorum = |i: usize| quorum & (1 << i) != 0;
+    for i in (0..n).filter(|&i| i != leader && !in_quorum(i)) {
+        visit(i);
+    }
+    visit(leader);
+    let mut any = false;
+    for k in 1..n {
+        let i = (leader + k) % n;
+        if in_quorum(i) {
+            visit(i);
+            any = true;
+        }
+    }
+    if any {
+        visit(leader);
+    }
 }
 
 /// Every member of one cluster on one thread: the `cluster` threading mode's agent (what
@@ -579,9 +622,12 @@ impl<F: ServiceFactory> NodeAgent<F> {
 /// after the cycle has its answer from the same cycle, and the other followers' work on that
 /// entry comes at the start of the next one instead of before the answer. In member order,
 /// a follower that sat between the leader's two turns, or both of a 3-member cluster's, lay
-/// on every round trip: with the client polled after each cycle this order took the 3-member
-/// in-process round trip at 100 K msg/s from p50 3.3-4.0 µs to 2.1 µs (`docs/PERFORMANCE.md`).
-/// Without a known leader (an election) the members run in member order.
+/// on every round trip. Together with one cycle between the clients' polls (`cluster-bench`),
+/// this order took the 3-member in-process round trip at 100 K msg/s from p50 3.00-5.19 µs to
+/// 2.04-3.08 µs in six alternating runs (`docs/PERFORMANCE.md`, "The cluster agent's order").
+/// The quorum's followers are the running members after the leader in member order (a killed
+/// member never answers; a learner is not told apart). Without a known leader (an election)
+/// the members run in member order.
 pub struct ClusterAgent<F: ServiceFactory> {
     members: Vec<NodeAgent<F>>,
     started: usize,
@@ -601,10 +647,14 @@ impl<F: ServiceFactory> ClusterAgent<F> {
     /// without a leader).
     ///
     /// # Panics
-    /// If `members` is empty.
+    /// If `members` is empty or holds more than 64.
     #[must_use]
     pub fn new(members: Vec<NodeAgent<F>>) -> Self {
         assert!(!members.is_empty(), "a cluster agent needs a member");
+        assert!(
+            members.len() <= 64,
+            "a cluster agent runs at most 64 members"
+        );
         Self {
             members,
             started: 0,
@@ -632,24 +682,14 @@ impl<F: ServiceFactory> Agent for ClusterAgent<F> {
     }
 
     fn do_work(&mut self) -> usize {
-        let n = self.members.len();
         let Some(leader) = self.members.iter().position(NodeAgent::leads) else {
             return self.members.iter_mut().map(|m| m.do_work()).sum();
         };
-        // The followers a quorum needs besides the leader, the ones after it in member order.
-        let quorum_followers = n / 2;
-        let in_quorum = |i: usize| (i + n - leader) % n <= quorum_followers;
+        let quorum = quorum_followers(self.members.len(), leader, |i| self.members[i].is_running());
         let mut work = 0;
-        for i in (0..n).filter(|&i| !in_quorum(i)) {
+        cycle_order(self.members.len(), leader, quorum, |i| {
             work += self.members[i].do_work();
-        }
-        work += self.members[leader].do_work();
-        for k in 1..=quorum_followers {
-            work += self.members[(leader + k) % n].do_work();
-        }
-        if n > 1 {
-            work += self.members[leader].do_work();
-        }
+        });
         work
     }
 
@@ -1715,6 +1755,45 @@ impl InProcessCluster {
                 source,
             }),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cycle_order, quorum_followers};
+
+    fn order(n: usize, leader: usize, running: &[usize]) -> Vec<usize> {
+        let quorum = quorum_followers(n, leader, |i| running.contains(&i));
+        let mut seen = Vec::new();
+        cycle_order(n, leader, quorum, |i| seen.push(i));
+        seen
+    }
+
+    #[test]
+    fn a_cycle_runs_the_leader_around_the_followers_that_complete_its_quorum() {
+        // One member: itself, once.
+        assert_eq!(order(1, 0, &[0]), vec![0]);
+        // Three: the follower outside the quorum first, then leader, next follower, leader.
+        assert_eq!(order(3, 0, &[0, 1, 2]), vec![2, 0, 1, 0]);
+        assert_eq!(order(3, 1, &[0, 1, 2]), vec![0, 1, 2, 1]);
+        assert_eq!(order(3, 2, &[0, 1, 2]), vec![1, 2, 0, 2]);
+        // Five: two followers complete the quorum.
+        assert_eq!(order(5, 3, &[0, 1, 2, 3, 4]), vec![1, 2, 3, 4, 0, 3]);
+        // A killed follower is not counted on: the next running one takes its place.
+        assert_eq!(order(3, 0, &[0, 2]), vec![1, 0, 2, 0]);
+        assert_eq!(order(5, 3, &[0, 1, 2, 3]), vec![2, 4, 3, 0, 1, 3]);
+        // Every member runs in every cycle, the leader twice where it has a quorum to hear.
+        for n in [1usize, 2, 3, 4, 5, 7] {
+            for leader in 0..n {
+                let all: Vec<usize> = (0..n).collect();
+                let seen = order(n, leader, &all);
+                for i in 0..n {
+                    let times = seen.iter().filter(|&&j| j == i).count();
+                    let want = if i == leader && n > 1 { 2 } else { 1 };
+                    assert_eq!(times, want, "n {n}, leader {leader}, member {i}: {seen:?}");
+                }
+            }
         }
     }
 }

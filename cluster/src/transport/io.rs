@@ -53,7 +53,8 @@ pub struct UdpConfig {
     /// UDP payload over IPv4, as Aeron's receivers, so a sender configured with a larger `mtu`
     /// than its receivers (a client's above the members', a member's above a client's) loses
     /// nothing; longer datagrams are dropped and counted as `dropped_oversize`. Each receive
-    /// buffer is this long (the pages are only touched as far as datagrams fill them).
+    /// buffer is this long: `recv_buffers × recv_max_datagram` bytes per socket, at most 64 MiB
+    /// (4 MiB by default; the kernel writes only as far as datagrams fill them).
     pub recv_max_datagram: usize,
     /// Preallocated send slots (datagrams queued or in flight); the send back-pressure bound.
     pub send_slots: usize,

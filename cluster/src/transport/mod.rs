@@ -114,6 +114,9 @@ impl Default for TransportConfig {
     }
 }
 
+/// The most receive-buffer memory one socket may ask for (`recv_buffers × recv_max_datagram`).
+const MAX_RECV_BUFFER_BYTES: usize = 64 << 20;
+
 impl TransportConfig {
     fn validate(&self) -> Result<()> {
         let mtu = self.udp.mtu;
@@ -123,6 +126,16 @@ impl TransportConfig {
         if !(HEADER_LEN + 64..=frame::MAX_DATAGRAM).contains(&self.udp.recv_max_datagram) {
             return Err(TransportError::InvalidConfig(
                 "recv_max_datagram must be in 104..=65507",
+            ));
+        }
+        if self
+            .udp
+            .recv_buffers
+            .saturating_mul(self.udp.recv_max_datagram + 1)
+            > MAX_RECV_BUFFER_BYTES
+        {
+            return Err(TransportError::InvalidConfig(
+                "recv_buffers x recv_max_datagram must be at most 64 MiB per socket",
             ));
         }
         let max_frags = self.max_message_size.div_ceil(mtu - HEADER_LEN);

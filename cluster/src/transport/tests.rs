@@ -686,6 +686,13 @@ fn invalid_config_rejected() {
             Err(TransportError::InvalidConfig(m)) if m.contains("recv_max_datagram")
         ));
     }
+    // 2 GiB of receive buffers for one socket (32,768 of 64 KiB) is refused.
+    let mut cfg = config();
+    cfg.udp.recv_buffers = 32_768;
+    assert!(matches!(
+        Transport::bind_member(cfg, members.clone(), 0, IoMode::Uring),
+        Err(TransportError::InvalidConfig(m)) if m.contains("recv_buffers")
+    ));
     assert!(matches!(
         Transport::bind_member(config(), members, 5, IoMode::Std),
         Err(TransportError::UnknownMember(5))
