@@ -559,9 +559,7 @@ impl<F: ServiceFactory> NodeAgent<F> {
     fn control(&self) -> &Arc<ControlFile> {
         &self.network.control
     }
-}
 
-impl<F: ServiceFactory> NodeAgent<F> {
     /// Whether this member led at its last status publication (at most a millisecond old;
     /// false once killed).
     pub fn leads(&self) -> bool {

@@ -128,10 +128,8 @@ impl TransportConfig {
                 "recv_max_datagram must be in 104..=65507",
             ));
         }
-        if self
-            .udp
-            .recv_buffers
-            .saturating_mul(self.udp.recv_max_datagram + 1)
+        // The io_uring path's count, a power of two, is the larger of the two paths'.
+        if uring::recv_buffer_count(&self.udp) * (self.udp.recv_max_datagram + 1)
             > MAX_RECV_BUFFER_BYTES
         {
             return Err(TransportError::InvalidConfig(

@@ -561,12 +561,20 @@ fn std_oversize_datagrams_are_counted() {
     oversize_datagrams_are_counted(IoMode::Std, &config_accepting_only_the_mtu());
 }
 
+/// Runs `check` on both io_uring receive paths: the buffer ring, then single-shot receives.
+fn on_both_uring_paths(cfg: TransportConfig, check: fn(IoMode, &TransportConfig)) {
+    check(IoMode::Uring, &cfg);
+    let mut cfg = cfg;
+    cfg.udp.force_single_shot_recv = true;
+    check(IoMode::Uring, &cfg);
+}
+
 #[test]
 fn uring_oversize_datagrams_are_counted() {
-    oversize_datagrams_are_counted(IoMode::Uring, &config_accepting_only_the_mtu());
-    let mut cfg = config_accepting_only_the_mtu();
-    cfg.udp.force_single_shot_recv = true;
-    oversize_datagrams_are_counted(IoMode::Uring, &cfg);
+    on_both_uring_paths(
+        config_accepting_only_the_mtu(),
+        oversize_datagrams_are_counted,
+    );
 }
 
 /// By default an endpoint accepts any UDP datagram, so a sender whose mtu is larger than the
@@ -616,10 +624,7 @@ fn std_datagrams_longer_than_the_mtu_are_accepted() {
 
 #[test]
 fn uring_datagrams_longer_than_the_mtu_are_accepted() {
-    datagrams_longer_than_the_mtu_are_accepted(IoMode::Uring, &config());
-    let mut cfg = config();
-    cfg.udp.force_single_shot_recv = true;
-    datagrams_longer_than_the_mtu_are_accepted(IoMode::Uring, &cfg);
+    on_both_uring_paths(config(), datagrams_longer_than_the_mtu_are_accepted);
 }
 
 #[test]
@@ -686,13 +691,17 @@ fn invalid_config_rejected() {
             Err(TransportError::InvalidConfig(m)) if m.contains("recv_max_datagram")
         ));
     }
-    // 2 GiB of receive buffers for one socket (32,768 of 64 KiB) is refused.
-    let mut cfg = config();
-    cfg.udp.recv_buffers = 32_768;
-    assert!(matches!(
-        Transport::bind_member(cfg, members.clone(), 0, IoMode::Uring),
-        Err(TransportError::InvalidConfig(m)) if m.contains("recv_buffers")
-    ));
+    // 2 GiB of receive buffers for one socket (32,768 of 64 KiB) is refused, and so are 1,025
+    // of 40 KB (41 MB), which the io_uring path rounds up to 2,048 (82 MB).
+    for (buffers, len) in [(32_768, frame::MAX_DATAGRAM), (1_025, 40_000)] {
+        let mut cfg = config();
+        cfg.udp.recv_buffers = buffers;
+        cfg.udp.recv_max_datagram = len;
+        assert!(matches!(
+            Transport::bind_member(cfg, members.clone(), 0, IoMode::Uring),
+            Err(TransportError::InvalidConfig(m)) if m.contains("recv_buffers")
+        ));
+    }
     assert!(matches!(
         Transport::bind_member(config(), members, 5, IoMode::Std),
         Err(TransportError::UnknownMember(5))

@@ -98,6 +98,12 @@ impl std::fmt::Debug for UringUdp {
 // whole value to another thread is sound. It is not `Sync` (no `&self` method touches the ring).
 unsafe impl Send for UringUdp {}
 
+/// Receive buffers of the io_uring path for `cfg` (the buffer ring's size: a power of two);
+/// the std path uses at most as many.
+pub(crate) fn recv_buffer_count(cfg: &UdpConfig) -> usize {
+    cfg.recv_buffers.clamp(2, 32_768).next_power_of_two()
+}
+
 impl UringUdp {
     /// Sets up io_uring on `sock`; on failure returns the socket back with the reason.
     pub fn new(sock: UdpSocket, cfg: &UdpConfig) -> std::result::Result<Self, (UdpSocket, String)> {
@@ -167,7 +173,7 @@ impl UringUdp {
         if cfg.socket_buffer_bytes > 0 {
             sys::set_socket_buffers(sock.as_raw_fd(), cfg.socket_buffer_bytes);
         }
-        let count = cfg.recv_buffers.clamp(2, 32_768).next_power_of_two();
+        let count = recv_buffer_count(cfg);
         let recv = if cfg.force_single_shot_recv {
             None
         } else {
