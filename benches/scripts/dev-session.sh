@@ -19,7 +19,7 @@ run() {
     shift
     echo "== $name: cluster-bench $COMMON $*"
     "$B" $COMMON "$@" --json "$OUT/$name.json" > "$OUT/$name.out" 2> "$OUT/$name.err"
-    grep -E '^(tandem|floor|openraft|ratio|peer ratio|throughput|driving|floor throughput|snapshot)' "$OUT/$name.out"
+    grep -E '^(tandem|floor|openraft|ratio|peer ratio|throughput|driving|floor throughput|snapshot|target)' "$OUT/$name.out"
 }
 run ipc-100k-openraft --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2 --peer openraft
 run ipc-100k-a --size 64 --mode latency --transport ipc --rate 100000 --duration 10 --warmup 2

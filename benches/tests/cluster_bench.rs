@@ -187,6 +187,16 @@ fn latency_ipc_cluster_threading_with_files_and_a_snapshot() {
         table.contains("tandem") && table.contains("floor"),
         "{table}"
     );
+    // Every run is checked for lost messages; the 100 K msg/s targets do not apply at 2,000.
+    let targets = v["targets"].as_array().expect("targets is an array");
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert_eq!(targets[0]["name"], "no-message-lost");
+    assert_eq!(targets[0]["key"], "cluster.lost");
+    assert_eq!(targets[0]["met"], true);
+    assert!(
+        table.contains("target no-message-lost: cluster.lost 0.00 <= 0.00: met"),
+        "{table}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("[cluster]"),
         "progress lines"

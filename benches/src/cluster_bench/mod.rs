@@ -36,6 +36,7 @@
 //!   "peer":     null | { name, p50_us ... lost (latency) | msgs_per_s, mb_per_s },
 //!   "peer_ratio": null | { p50, p99 (peer / tandem) | msgs_per_s (tandem / peer) },
 //!   "bad_replies": 0,
+//!   "targets":  [ { name, key, bound, limit, value, met, machine, machine_matches } ],
 //!   "files":    { hgrm: [...], plot } }
 //! ```
 
@@ -51,6 +52,7 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod targets;
 
 use std::path::{Path, PathBuf};
 

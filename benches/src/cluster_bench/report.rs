@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::config::{Mode, Settings};
 use super::floor::FloorResult;
 use super::run::{ClusterResult, SnapshotImpact};
+use super::targets::{self, TargetCheck};
 use crate::peer::{LatencyRun, ThroughputRun};
 
 /// Version of the JSON document's layout.
@@ -328,6 +329,8 @@ pub struct Report {
     pub peer_ratio: Option<PeerRatio>,
     /// Replies that were not the message echoed.
     pub bad_replies: u64,
+    /// The targets that apply to this run, each checked ([`targets`]).
+    pub targets: Vec<TargetCheck>,
     /// Files written.
     pub files: Files,
 }
@@ -384,7 +387,7 @@ impl Report {
             }
             _ => (None, None),
         };
-        Self {
+        let mut report = Self {
             tool: "cluster-bench",
             version: REPORT_VERSION,
             config: ConfigReport {
@@ -435,8 +438,11 @@ impl Report {
             peer: peer_report,
             peer_ratio,
             bad_replies: cluster.bad_replies,
+            targets: Vec::new(),
             files: Files::default(),
-        }
+        };
+        report.targets = targets::check(&report);
+        report
     }
 
     /// The human-readable summary.
@@ -560,6 +566,9 @@ impl Report {
                 "replies that were not the message: {}",
                 self.bad_replies
             );
+        }
+        for line in targets::lines(&self.targets, self.machine.cpus) {
+            let _ = writeln!(out, "{line}");
         }
         out
     }
