@@ -215,3 +215,82 @@ fn fsync_batch_and_every_serve_and_record_terms() {
         }
     }
 }
+
+/// `cluster` threading over UDP, driven only by `ClusterAgent::do_work_answering` with the
+/// client polled inside each cycle: the leader holds what it sends to the follower outside
+/// its quorum until the answer's path has run and releases it in the same cycle, so every
+/// message is answered in order and every member — the one outside the quorum too — applies
+/// all of them. Were the held datagrams never released, that follower would never hear from
+/// the leader (its heartbeats are held too) and its state would stay behind.
+#[test]
+fn one_thread_over_udp_answers_first_and_still_replicates_to_every_member() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tandem_cluster::agent::AgentInvoker;
+    use tandem_cluster::node::{ClusterAgent, NodeAgent};
+
+    let root = tempfile::tempdir().unwrap();
+    let members = free_members(3);
+    let agents = (0..3)
+        .map(|i| NodeAgent::new(config(i, &members, root.path()), Echo::default, hooks()).unwrap())
+        .collect();
+    let mut invoker = AgentInvoker::new(ClusterAgent::new(agents));
+    invoker.start().unwrap();
+    wait_for("a leader", Duration::from_secs(20), || {
+        invoker.invoke_with(|a| a.do_work_answering(|| 0));
+        invoker.agent().members().iter().position(NodeAgent::leads)
+    });
+    let mut cc = ClientConfig::new(&members).unwrap();
+    cc.cluster_id = CLUSTER_ID;
+    let mut client = ClusterClient::new(cc).unwrap();
+    let connecting = AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while connecting.load(Ordering::Acquire) {
+                invoker.invoke_with(|a| a.do_work_answering(|| 0));
+            }
+        });
+        let connected = client.connect(Duration::from_secs(10));
+        connecting.store(false, Ordering::Release);
+        connected.unwrap();
+    });
+    const N: u64 = 300;
+    let mut replies: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut sent = 0;
+    wait_for("every reply", Duration::from_secs(30), || {
+        if sent < N && sent < replies.len() as u64 + 16 {
+            client
+                .offer(format!("one-thread-{sent}").as_bytes())
+                .unwrap();
+            client.flush();
+            sent += 1;
+        }
+        invoker.invoke_with(|a| {
+            a.do_work_answering(|| {
+                client
+                    .poll(|seq, r| replies.push((seq, r.to_vec())))
+                    .unwrap()
+            })
+        });
+        (replies.len() as u64 == N).then_some(())
+    });
+    for (i, (seq, r)) in replies.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(r, format!("one-thread-{i}").as_bytes());
+    }
+    wait_for(
+        "every member applied every message",
+        Duration::from_secs(20),
+        || {
+            invoker.invoke_with(|a| a.do_work_answering(|| 0));
+            let hashes: Vec<_> = invoker
+                .agent()
+                .members()
+                .iter()
+                .map(|m| m.status().state_hash.map(|(_, h)| h))
+                .collect();
+            (hashes.iter().all(|h| *h == hashes[0]) && hashes[0].is_some_and(|h| count_of(h) == N))
+                .then_some(())
+        },
+    );
+    invoker.close().unwrap();
+}

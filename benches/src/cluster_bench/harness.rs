@@ -335,6 +335,24 @@ impl Deployment {
         work
     }
 
+    /// One duty cycle of every member with the clients' polls in it, when the caller drives
+    /// the members ([`ClusterAgent::do_work_answering`]: the answer's path, `poll`, then the
+    /// followers outside the quorum); otherwise just `poll`. Returns the work done.
+    #[inline]
+    pub fn drive_answering(&mut self, poll: impl FnOnce() -> usize) -> usize {
+        match &mut self.members {
+            Members::OneThread(invoker) => {
+                let mut poll = Some(poll);
+                let work = invoker.invoke_with(|agent| {
+                    agent.do_work_answering(|| poll.take().map_or(0, |p| p()))
+                });
+                // A closed invoker runs nothing: the clients are still polled.
+                work + poll.map_or(0, |p| p())
+            }
+            _ => poll(),
+        }
+    }
+
     /// Checks that every member is still running.
     ///
     /// # Errors

@@ -212,12 +212,15 @@ pub fn latency(
                 client.flush();
             }
         }
-        work += dep.drive(DRIVE_CYCLES);
-        for (c, client) in clients.iter_mut().enumerate() {
-            let queue = &mut in_flight[c];
-            let mut t = None;
-            work += client
-                .poll(|seq, reply| {
+        // The clients poll inside the members' cycle, as soon as the answer's path has run
+        // (the followers outside the quorum come after them).
+        let mut failed = None;
+        work += dep.drive_answering(|| {
+            let mut work = 0;
+            for (c, client) in clients.iter_mut().enumerate() {
+                let queue = &mut in_flight[c];
+                let mut t = None;
+                let polled = client.poll(|seq, reply| {
                     let t = *t.get_or_insert_with(Instant::now);
                     let Some(i) = settle(queue, seq) else { return };
                     replies += 1;
@@ -232,8 +235,19 @@ pub fn latency(
                         run.record(ns);
                         snapper.record(schedule.intended(i), ns);
                     }
-                })
-                .map_err(client_err(c))?;
+                });
+                match polled {
+                    Ok(w) => work += w,
+                    Err(e) => {
+                        failed = Some(client_err(c)(e));
+                        break;
+                    }
+                }
+            }
+            work
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         snapper.step(dep, now)?;
         let outstanding: usize = in_flight.iter().map(VecDeque::len).sum();

@@ -55,10 +55,20 @@ impl<A: Agent> AgentInvoker<A> {
     /// terminate, it is closed and `close` reports how it ended.
     #[inline]
     pub fn invoke(&mut self) -> usize {
+        self.invoke_with(A::do_work)
+    }
+
+    /// One duty cycle run by `cycle` instead of the agent's `do_work` (an agent with a cycle
+    /// that takes the caller's work in it, as
+    /// [`ClusterAgent::do_work_answering`](crate::node::ClusterAgent::do_work_answering)),
+    /// with the same life cycle as [`AgentInvoker::invoke`]: 0 if not running, and closed if
+    /// the agent asks to terminate.
+    #[inline]
+    pub fn invoke_with(&mut self, cycle: impl FnOnce(&mut A) -> usize) -> usize {
         if self.state != InvokerState::Running {
             return 0;
         }
-        let work = self.agent.do_work();
+        let work = cycle(&mut self.agent);
         if let Some(termination) = self.agent.termination() {
             self.termination = Some(termination);
             self.agent.on_close();

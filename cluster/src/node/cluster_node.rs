@@ -570,6 +570,11 @@ impl<F: ServiceFactory> NodeAgent<F> {
     pub fn is_running(&self) -> bool {
         self.consensus.shared.running.load(Ordering::Acquire)
     }
+
+    /// The latest published status (at most a millisecond old while the member runs).
+    pub fn status(&self) -> NodeStatus {
+        self.consensus.shared.status()
+    }
 }
 
 /// The followers that complete `leader`'s quorum in a cluster of `n` (`n / 2` of them): the
@@ -592,15 +597,25 @@ fn quorum_followers(n: usize, leader: usize, running: impl Fn(usize) -> bool) ->
 /// members outside `quorum` (a bit set) and the leader, then the leader, the quorum in member
 /// order after the leader, and the leader again.
 fn cycle_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usize)) {
-    let in_quorum = |i: usize| quorum & (1 << i) != 0;
-    for i in (0..n).filter(|&i| i != leader && !in_quorum(i)) {
-        visit(i);
-    }
+    outside_order(n, leader, quorum, &mut visit);
+    answer_order(n, leader, quorum, visit);
+}
+
+/// The members outside the leader's quorum, in member order.
+fn outside_order(n: usize, leader: usize, quorum: u64, visit: impl FnMut(usize)) {
+    (0..n)
+        .filter(|&i| i != leader && quorum & (1 << i) == 0)
+        .for_each(visit);
+}
+
+/// The path of an answer: the leader, its quorum's followers in member order after it, and
+/// the leader again (once only without followers).
+fn answer_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usize)) {
     visit(leader);
     let mut any = false;
     for k in 1..n {
         let i = (leader + k) % n;
-        if in_quorum(i) {
+        if quorum & (1 << i) != 0 {
             visit(i);
             any = true;
         }
@@ -626,6 +641,12 @@ fn cycle_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usize
 /// The quorum's followers are the running members after the leader in member order (a killed
 /// member never answers; a learner is not told apart). Without a known leader (an election)
 /// the members run in member order.
+///
+/// Over UDP the thread does each datagram's kernel work (on loopback, the receiver's too) when
+/// it sends it, so the leader holds what it sends to the followers outside the quorum until
+/// the cycle's answer has been given ([`Transport::hold_sends_to`]) and sends it then, in
+/// the same cycle. [`ClusterAgent::do_work_answering`] puts the caller's clients inside the
+/// cycle, before those followers run.
 pub struct ClusterAgent<F: ServiceFactory> {
     members: Vec<NodeAgent<F>>,
     started: usize,
@@ -663,6 +684,53 @@ impl<F: ServiceFactory> ClusterAgent<F> {
     pub fn members(&self) -> &[NodeAgent<F>] {
         &self.members
     }
+
+    /// One duty cycle with the caller's clients in it: the answer's path (the leader, its
+    /// quorum's followers, the leader), then `at_answer` (the clients' polls), then the
+    /// followers outside the quorum. Where [`Agent::do_work`] runs those followers first, a
+    /// client polled after the cycle waits for their work on the previous entries; here it
+    /// has its answer before, as when members run on their own machines. Without a known
+    /// leader the members run in member order, then `at_answer`. Returns the work of both.
+    ///
+    /// Drive it through [`AgentInvoker::invoke_with`](crate::agent::AgentInvoker::invoke_with)
+    /// so that a member's termination is seen.
+    pub fn do_work_answering(&mut self, at_answer: impl FnOnce() -> usize) -> usize {
+        let n = self.members.len();
+        let Some(leader) = self.members.iter().position(NodeAgent::leads) else {
+            let work: usize = self.members.iter_mut().map(|m| m.do_work()).sum();
+            return work + at_answer();
+        };
+        let quorum = quorum_followers(n, leader, |i| self.members[i].is_running());
+        let held = self.hold_outside(leader, quorum);
+        let mut work = 0;
+        answer_order(n, leader, quorum, |i| work += self.members[i].do_work());
+        work += at_answer();
+        if held {
+            work += self.members[leader].network.release_held_sends();
+        }
+        outside_order(n, leader, quorum, |i| work += self.members[i].do_work());
+        work
+    }
+
+    /// Has the leader hold what it sends to the followers outside `quorum` until the
+    /// answer's path has run (over UDP, each datagram's kernel work is done by this thread
+    /// when it is sent: those to the other followers would lie on every round trip, where
+    /// with members on their own machines they go out in parallel). Returns whether any
+    /// follower is outside.
+    fn hold_outside(&mut self, leader: usize, quorum: u64) -> bool {
+        let mut ids = [0u32; 64];
+        let mut k = 0;
+        outside_order(self.members.len(), leader, quorum, |i| {
+            ids[k] = self.members[i].network.member_id();
+            k += 1;
+        });
+        if k > 0 {
+            self.members[leader]
+                .network
+                .hold_sends_to(ids[..k].iter().copied());
+        }
+        k > 0
+    }
 }
 
 impl<F: ServiceFactory> Agent for ClusterAgent<F> {
@@ -683,11 +751,16 @@ impl<F: ServiceFactory> Agent for ClusterAgent<F> {
         let Some(leader) = self.members.iter().position(NodeAgent::leads) else {
             return self.members.iter_mut().map(|m| m.do_work()).sum();
         };
-        let quorum = quorum_followers(self.members.len(), leader, |i| self.members[i].is_running());
+        let n = self.members.len();
+        let quorum = quorum_followers(n, leader, |i| self.members[i].is_running());
+        let held = self.hold_outside(leader, quorum);
         let mut work = 0;
-        cycle_order(self.members.len(), leader, quorum, |i| {
+        cycle_order(n, leader, quorum, |i| {
             work += self.members[i].do_work();
         });
+        if held {
+            work += self.members[leader].network.release_held_sends();
+        }
         work
     }
 
@@ -1759,7 +1832,7 @@ impl InProcessCluster {
 
 #[cfg(test)]
 mod tests {
-    use super::{cycle_order, quorum_followers};
+    use super::{answer_order, cycle_order, outside_order, quorum_followers};
 
     fn order(n: usize, leader: usize, running: &[usize]) -> Vec<usize> {
         let quorum = quorum_followers(n, leader, |i| running.contains(&i));
@@ -1791,6 +1864,30 @@ mod tests {
                     let want = if i == leader && n > 1 { 2 } else { 1 };
                     assert_eq!(times, want, "n {n}, leader {leader}, member {i}: {seen:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_answer_path_and_the_other_followers_split_the_cycle() {
+        for n in [1usize, 3, 5] {
+            for leader in 0..n {
+                let quorum = quorum_followers(n, leader, |_| true);
+                let (mut answer, mut outside, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+                answer_order(n, leader, quorum, |i| answer.push(i));
+                outside_order(n, leader, quorum, |i| outside.push(i));
+                cycle_order(n, leader, quorum, |i| whole.push(i));
+                // The answer's path starts and ends at the leader; nobody outside is on it.
+                assert_eq!(answer.first(), Some(&leader));
+                assert_eq!(answer.last(), Some(&leader));
+                assert!(
+                    outside.iter().all(|i| !answer.contains(i)),
+                    "{answer:?} {outside:?}"
+                );
+                assert_eq!(outside.len(), (n - 1) - n / 2);
+                // The whole cycle is the two, the outside followers first.
+                let joined: Vec<usize> = outside.iter().chain(&answer).copied().collect();
+                assert_eq!(whole, joined);
             }
         }
     }

@@ -54,6 +54,26 @@ impl NodeNetwork {
         }
     }
 
+    /// Holds what is queued from now on to the members `member_ids` until
+    /// [`NodeNetwork::release_held_sends`] ([`Transport::hold_sends_to`]). UDP only: an
+    /// in-process send is a queue push, nothing worth moving.
+    pub fn hold_sends_to(&mut self, member_ids: impl IntoIterator<Item = u32>) {
+        if let Self::Udp(t) = self {
+            t.hold_sends_to(member_ids);
+        }
+    }
+
+    /// Ends the hold and sends what it held.
+    ///
+    /// # Errors
+    /// The transport's error.
+    pub fn release_held_sends(&mut self) -> NetResult<usize> {
+        match self {
+            Self::Udp(t) => t.release_held_sends(),
+            Self::InProc(_) => Ok(0),
+        }
+    }
+
     /// Delivers what has arrived.
     ///
     /// # Errors

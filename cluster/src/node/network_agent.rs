@@ -218,6 +218,34 @@ impl NetworkAgent {
         sent
     }
 
+    /// This member's id.
+    pub(crate) fn member_id(&self) -> u32 {
+        self.member_id
+    }
+
+    /// Holds what goes to the members `member_ids` until
+    /// [`NetworkAgent::release_held_sends`] (see [`NodeNetwork::hold_sends_to`]).
+    pub(crate) fn hold_sends_to(&mut self, member_ids: impl IntoIterator<Item = u32>) {
+        if let Some(net) = self.net.as_mut() {
+            net.hold_sends_to(member_ids);
+        }
+    }
+
+    /// Ends the hold and sends what it held; a killed member sends nothing more. Returns the
+    /// datagrams sent.
+    pub(crate) fn release_held_sends(&mut self) -> usize {
+        if self.links.kill.load(Ordering::Acquire) {
+            return 0;
+        }
+        let Some(net) = self.net.as_mut() else {
+            return 0;
+        };
+        net.release_held_sends().unwrap_or_else(|e| {
+            tracing::debug!(member = self.member_id, error = %e, "network flush failed");
+            0
+        })
+    }
+
     fn receive(net: &mut NodeNetwork, links: &MemberLinks, now_ns: u64) -> usize {
         if links.inbound.free_slots() < POLL_RESERVE {
             return 0;

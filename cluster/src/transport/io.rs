@@ -94,6 +94,9 @@ pub struct SendSlots {
     dests: Vec<SocketAddr>,
     free: Vec<u32>,
     pending: VecDeque<u32>,
+    /// Destinations whose datagrams wait in `held` until [`SendSlots::release_held`].
+    hold: Vec<SocketAddr>,
+    held: VecDeque<u32>,
 }
 
 impl SendSlots {
@@ -107,6 +110,8 @@ impl SendSlots {
             dests: vec![SocketAddr::from(([0, 0, 0, 0], 0)); count],
             free: (0..count as u32).rev().collect(),
             pending: VecDeque::with_capacity(count),
+            hold: Vec::new(),
+            held: VecDeque::new(),
         }
     }
     /// Free slots.
@@ -124,8 +129,31 @@ impl SendSlots {
         let len = fill(&mut self.buf[s..s + self.stride]);
         self.lens[i as usize] = len.min(self.stride);
         self.dests[i as usize] = dest;
-        self.pending.push_back(i);
+        if self.hold.contains(&dest) {
+            self.held.push_back(i);
+        } else {
+            self.pending.push_back(i);
+        }
         Ok(())
+    }
+    /// From now on, datagrams queued to `dests` wait (in order) until
+    /// [`SendSlots::release_held`] instead of leaving with the next send; they keep their
+    /// slots meanwhile, so back-pressure still bounds them.
+    pub fn hold(&mut self, dests: impl IntoIterator<Item = SocketAddr>) {
+        self.hold.clear();
+        self.hold.extend(dests);
+    }
+    /// Ends the hold: what waited joins the pending datagrams (after those already pending).
+    /// Returns how many.
+    pub fn release_held(&mut self) -> usize {
+        self.hold.clear();
+        let n = self.held.len();
+        self.pending.extend(self.held.drain(..));
+        n
+    }
+    /// Datagrams waiting for [`SendSlots::release_held`].
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
     /// The `n`-th pending datagram.
     pub fn pending_at(&self, n: usize) -> (&[u8], SocketAddr) {
@@ -167,7 +195,14 @@ pub trait DatagramIo {
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<()>;
     /// Hands queued datagrams to the kernel in batches; returns how many were submitted.
+    /// Datagrams held by [`DatagramIo::hold_sends`] stay queued.
     fn send_batch(&mut self, counters: &mut TransportCounters) -> Result<usize>;
+    /// Holds the datagrams queued from now on to `dests` until
+    /// [`DatagramIo::release_held_sends`] ([`SendSlots::hold`]).
+    fn hold_sends(&mut self, dests: impl IntoIterator<Item = SocketAddr>);
+    /// Ends the hold; the held datagrams leave with the next [`DatagramIo::send_batch`].
+    /// Returns how many were held.
+    fn release_held_sends(&mut self) -> usize;
     /// Receives what is waiting, without blocking, calling `handler(counters, source, datagram)`
     /// for each (the counters are passed through so the handler can count drops).
     fn recv_batch<F: FnMut(&mut TransportCounters, SocketAddr, &[u8])>(
@@ -267,6 +302,12 @@ impl DatagramIo for StdUdp {
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<()> {
         self.slots.queue(dest, fill)
+    }
+    fn hold_sends(&mut self, dests: impl IntoIterator<Item = SocketAddr>) {
+        self.slots.hold(dests);
+    }
+    fn release_held_sends(&mut self) -> usize {
+        self.slots.release_held()
     }
 
     fn send_batch(&mut self, counters: &mut TransportCounters) -> Result<usize> {
@@ -449,6 +490,18 @@ impl DatagramIo for UdpIo {
         match self {
             Self::Std(s) => s.send_batch(counters),
             Self::Uring(u) => u.send_batch(counters),
+        }
+    }
+    fn hold_sends(&mut self, dests: impl IntoIterator<Item = SocketAddr>) {
+        match self {
+            Self::Std(s) => s.hold_sends(dests),
+            Self::Uring(u) => u.hold_sends(dests),
+        }
+    }
+    fn release_held_sends(&mut self) -> usize {
+        match self {
+            Self::Std(s) => s.release_held_sends(),
+            Self::Uring(u) => u.release_held_sends(),
         }
     }
     fn recv_batch<F: FnMut(&mut TransportCounters, SocketAddr, &[u8])>(

@@ -392,6 +392,37 @@ impl Transport {
         &self.members
     }
 
+    /// Member only: holds the messages queued from now on to the members `member_ids` (their
+    /// peer socket) until [`Transport::release_held_sends`]; [`Network::flush`] sends the
+    /// others meanwhile. A thread that runs the members of a cluster in turn
+    /// ([`ClusterAgent`](crate::node::ClusterAgent)) has the leader hold what goes to the
+    /// followers outside its quorum, so the kernel's work on those datagrams falls after the
+    /// answer instead of before it. Unknown ids are ignored; on a client this does nothing.
+    pub fn hold_sends_to(&mut self, member_ids: impl IntoIterator<Item = u32>) {
+        let Some(peer) = &mut self.peer else { return };
+        let members = &self.members;
+        peer.io.hold_sends(
+            member_ids
+                .into_iter()
+                .filter_map(|id| members.get(id).map(|m| m.peer)),
+        );
+    }
+
+    /// Ends [`Transport::hold_sends_to`]'s hold and sends what it held. Returns the datagrams
+    /// submitted.
+    ///
+    /// # Errors
+    /// As [`Network::flush`].
+    pub fn release_held_sends(&mut self) -> Result<usize> {
+        let Some(peer) = &mut self.peer else {
+            return Ok(0);
+        };
+        if peer.io.release_held_sends() == 0 {
+            return Ok(0);
+        }
+        peer.io.send_batch(&mut self.counters)
+    }
+
     /// Incomplete messages held for reassembly (both sockets).
     pub fn reassembly_in_flight(&self) -> usize {
         self.client.reasm.in_flight() + self.peer.as_ref().map_or(0, |p| p.reasm.in_flight())

@@ -708,3 +708,62 @@ fn invalid_config_rejected() {
     ));
     let _: SocketAddr = "127.0.0.1:1".parse().unwrap();
 }
+
+/// What a member holds for some destinations stays out of the kernel until released, in
+/// order, while its other sends leave with each flush; a release ends the hold.
+fn held_sends_wait_for_their_release(mode: IoMode) {
+    let mut ms = cluster(3, mode, &config());
+    let (a, rest) = ms.split_at_mut(1);
+    let (b, c) = rest.split_at_mut(1);
+    let (m0, m1, m2) = (&mut a[0], &mut b[0], &mut c[0]);
+    m0.hold_sends_to([2, 99]);
+    m0.send_to_member(1, b"to-1").unwrap();
+    m0.send_to_member(2, b"held-1").unwrap();
+    m0.send_to_member(2, b"held-2").unwrap();
+    let mut got1 = Vec::new();
+    pump(&mut [&mut *m0, &mut *m1], 0, |i, e| {
+        if let (1, Event::FromMember { msg, .. }) = (i, e) {
+            got1.push(msg.to_vec());
+        }
+        !got1.is_empty()
+    });
+    assert_eq!(got1, [b"to-1".to_vec()]);
+    // Flushed again and again, the held messages never reach member 2.
+    for _ in 0..20 {
+        m0.flush().unwrap();
+        m2.poll(0, |e| panic!("held message delivered: {e:?}"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(m0.release_held_sends().unwrap(), 2);
+    let mut got2 = Vec::new();
+    pump(&mut [&mut *m0, &mut *m2], 0, |i, e| {
+        if let (1, Event::FromMember { member_id, msg }) = (i, e) {
+            assert_eq!(member_id, 0);
+            got2.push(msg.to_vec());
+        }
+        got2.len() == 2
+    });
+    assert_eq!(got2, [b"held-1".to_vec(), b"held-2".to_vec()]);
+    // The hold has ended: the next message leaves with the next flush.
+    assert_eq!(m0.release_held_sends().unwrap(), 0, "nothing held any more");
+    m0.send_to_member(2, b"after").unwrap();
+    got2.clear();
+    pump(&mut [&mut *m0, &mut *m2], 0, |i, e| {
+        if let (1, Event::FromMember { msg, .. }) = (i, e) {
+            got2.push(msg.to_vec());
+        }
+        !got2.is_empty()
+    });
+    assert_eq!(got2, [b"after".to_vec()]);
+}
+
+#[test]
+fn held_sends_wait_for_their_release_std() {
+    held_sends_wait_for_their_release(IoMode::Std);
+}
+
+#[test]
+fn held_sends_wait_for_their_release_uring() {
+    held_sends_wait_for_their_release(IoMode::Uring);
+}

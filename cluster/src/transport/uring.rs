@@ -381,6 +381,12 @@ impl DatagramIo for UringUdp {
     ) -> Result<()> {
         self.slots.queue(dest, fill)
     }
+    fn hold_sends(&mut self, dests: impl IntoIterator<Item = SocketAddr>) {
+        self.slots.hold(dests);
+    }
+    fn release_held_sends(&mut self) -> usize {
+        self.slots.release_held()
+    }
 
     fn send_batch(&mut self, counters: &mut TransportCounters) -> Result<usize> {
         let fd = Fd(self.sock.as_raw_fd());
