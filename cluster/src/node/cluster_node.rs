@@ -644,8 +644,8 @@ fn answer_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usiz
 ///
 /// Over UDP the thread does each datagram's kernel work (on loopback, the receiver's too) when
 /// it sends it, so the leader holds what it sends to the followers outside the quorum until
-/// the cycle's answer has been given ([`Transport::hold_sends_to`]) and sends it then, in
-/// the same cycle. [`ClusterAgent::do_work_answering`] puts the caller's clients inside the
+/// the answer's path has run ([`Transport::hold_sends_to`]) and sends it then, in the same
+/// cycle. [`ClusterAgent::do_work_answering`] puts the caller's clients inside the
 /// cycle, before those followers run.
 pub struct ClusterAgent<F: ServiceFactory> {
     members: Vec<NodeAgent<F>>,

@@ -97,6 +97,9 @@ pub struct SendSlots {
     /// Destinations whose datagrams wait in `held` until [`SendSlots::release_held`].
     hold: Vec<SocketAddr>,
     held: VecDeque<u32>,
+    /// Free slots below which a hold ends early, so held datagrams never crowd out the
+    /// others.
+    reserve: usize,
 }
 
 impl SendSlots {
@@ -110,8 +113,9 @@ impl SendSlots {
             dests: vec![SocketAddr::from(([0, 0, 0, 0], 0)); count],
             free: (0..count as u32).rev().collect(),
             pending: VecDeque::with_capacity(count),
-            hold: Vec::new(),
-            held: VecDeque::new(),
+            hold: Vec::with_capacity(8),
+            held: VecDeque::with_capacity(count),
+            reserve: count / 4,
         }
     }
     /// Free slots.
@@ -124,6 +128,11 @@ impl SendSlots {
     }
     /// Fills a free slot with `fill` and queues it; `WouldBlock` when none is free.
     pub fn queue(&mut self, dest: SocketAddr, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<()> {
+        if !self.held.is_empty() && self.free.len() <= self.reserve {
+            // Held datagrams (a follower catching up) would leave no slot for the others:
+            // the hold ends here, in order.
+            self.release_held();
+        }
         let i = self.free.pop().ok_or(TransportError::WouldBlock)?;
         let s = i as usize * self.stride;
         let len = fill(&mut self.buf[s..s + self.stride]);
@@ -138,9 +147,11 @@ impl SendSlots {
     }
     /// From now on, datagrams queued to `dests` wait (in order) until
     /// [`SendSlots::release_held`] instead of leaving with the next send; they keep their
-    /// slots meanwhile, so back-pressure still bounds them.
+    /// slots meanwhile, so back-pressure still bounds them. What an earlier hold still held
+    /// is released first (a destination's datagrams never overtake each other). A hold ends
+    /// early, releasing what it held, when fewer than a quarter of the slots are free.
     pub fn hold(&mut self, dests: impl IntoIterator<Item = SocketAddr>) {
-        self.hold.clear();
+        self.release_held();
         self.hold.extend(dests);
     }
     /// Ends the hold: what waited joins the pending datagrams (after those already pending).

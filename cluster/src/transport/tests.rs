@@ -767,3 +767,71 @@ fn held_sends_wait_for_their_release_std() {
 fn held_sends_wait_for_their_release_uring() {
     held_sends_wait_for_their_release(IoMode::Uring);
 }
+
+/// A hold ends early when held datagrams would leave too few slots for the others, and a
+/// new hold first releases what the last one held: a destination's datagrams stay in order.
+#[test]
+fn a_hold_never_crowds_out_other_sends_nor_reorders_a_destination() {
+    use super::io::SendSlots;
+    let a: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:1002".parse().unwrap();
+    let put = |slots: &mut SendSlots, dest, tag: u8| {
+        slots
+            .queue(dest, |buf| {
+                buf[0] = tag;
+                1
+            })
+            .unwrap();
+    };
+    let drain = |slots: &mut SendSlots| {
+        let mut out = Vec::new();
+        while let Some(i) = slots.pop_pending() {
+            let (bytes, dest) = slots.slot(i as usize);
+            out.push((dest, bytes[0]));
+            slots.release(i);
+        }
+        out
+    };
+    // 8 slots: a hold ends when 2 or fewer are free.
+    let mut slots = SendSlots::new(8, 64);
+    slots.hold([a]);
+    for tag in 1..=5 {
+        put(&mut slots, a, tag);
+    }
+    put(&mut slots, b, 10);
+    assert_eq!(slots.held(), 5);
+    assert_eq!(
+        drain(&mut slots),
+        [(b, 10)],
+        "only the other destination left"
+    );
+    // Refill: 5 held, 1 pending to b, 2 free; the next send ends the hold.
+    put(&mut slots, b, 11);
+    assert_eq!(slots.free(), 2);
+    put(&mut slots, b, 12);
+    assert_eq!(slots.held(), 0, "the hold ended");
+    put(&mut slots, a, 6);
+    let sent = drain(&mut slots);
+    assert_eq!(
+        sent,
+        [
+            (b, 11),
+            (a, 1),
+            (a, 2),
+            (a, 3),
+            (a, 4),
+            (a, 5),
+            (b, 12),
+            (a, 6)
+        ]
+    );
+    // A new hold first releases the old one's datagrams.
+    slots.hold([a]);
+    put(&mut slots, a, 20);
+    slots.hold([b]);
+    put(&mut slots, a, 21);
+    put(&mut slots, b, 22);
+    assert_eq!(drain(&mut slots), [(a, 20), (a, 21)]);
+    assert_eq!(slots.release_held(), 1);
+    assert_eq!(drain(&mut slots), [(b, 22)]);
+}
