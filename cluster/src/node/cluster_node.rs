@@ -158,6 +158,9 @@ pub(crate) struct Shared {
     /// Whether the member led at its last status publication (a scheduling hint for
     /// [`ClusterAgent`], read without the status lock).
     leading: AtomicBool,
+    /// Whether the member was not a learner at its last status publication (the same hint:
+    /// a learner's acknowledgement completes no quorum).
+    voting: AtomicBool,
     /// The pipes and flags between the member's agents.
     links: Arc<MemberLinks>,
 }
@@ -182,6 +185,7 @@ impl Shared {
             }),
             running: AtomicBool::new(true),
             leading: AtomicBool::new(false),
+            voting: AtomicBool::new(true),
             links,
         }
     }
@@ -571,6 +575,11 @@ impl<F: ServiceFactory> NodeAgent<F> {
         self.consensus.shared.running.load(Ordering::Acquire)
     }
 
+    /// Whether this member votes (it was not a learner at its last status publication).
+    pub fn votes(&self) -> bool {
+        self.consensus.shared.voting.load(Ordering::Relaxed)
+    }
+
     /// The latest published status (at most a millisecond old while the member runs).
     pub fn status(&self) -> NodeStatus {
         self.consensus.shared.status()
@@ -578,14 +587,15 @@ impl<F: ServiceFactory> NodeAgent<F> {
 }
 
 /// The followers that complete `leader`'s quorum in a cluster of `n` (`n / 2` of them): the
-/// running members after the leader in member order (a killed one never answers), as a bit
-/// set of member indexes.
-fn quorum_followers(n: usize, leader: usize, running: impl Fn(usize) -> bool) -> u64 {
+/// members after the leader in member order that can (`counts`: running voters; a killed
+/// member never answers, a learner's answer counts for no quorum), as a bit set of member
+/// indexes.
+fn quorum_followers(n: usize, leader: usize, counts: impl Fn(usize) -> bool) -> u64 {
     let mut set = 0u64;
     let mut left = n / 2;
     for k in 1..n {
         let i = (leader + k) % n;
-        if left > 0 && running(i) {
+        if left > 0 && counts(i) {
             set |= 1 << i;
             left -= 1;
         }
@@ -638,8 +648,8 @@ fn answer_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usiz
 /// on every round trip. Together with one cycle between the clients' polls (`cluster-bench`),
 /// this order took the 3-member in-process round trip at 100 K msg/s from p50 3.00-5.19 µs to
 /// 2.04-3.08 µs in six alternating runs (`docs/PERFORMANCE.md`, "The cluster agent's order").
-/// The quorum's followers are the running members after the leader in member order (a killed
-/// member never answers; a learner is not told apart). Without a known leader (an election)
+/// The quorum's followers are the running voters after the leader in member order (a killed
+/// member never answers; a learner's answer completes no quorum). Without a known leader (an election)
 /// the members run in member order.
 ///
 /// Over UDP the thread does each datagram's kernel work (on loopback, the receiver's too) when
@@ -700,7 +710,7 @@ impl<F: ServiceFactory> ClusterAgent<F> {
             let work: usize = self.members.iter_mut().map(|m| m.do_work()).sum();
             return work + at_answer();
         };
-        let quorum = quorum_followers(n, leader, |i| self.members[i].is_running());
+        let quorum = self.quorum(leader);
         let held = self.hold_outside(leader, quorum);
         let mut work = 0;
         answer_order(n, leader, quorum, |i| work += self.members[i].do_work());
@@ -710,6 +720,12 @@ impl<F: ServiceFactory> ClusterAgent<F> {
         }
         outside_order(n, leader, quorum, |i| work += self.members[i].do_work());
         work
+    }
+
+    /// The followers that complete `leader`'s quorum: running voters ([`quorum_followers`]).
+    fn quorum(&self, leader: usize) -> u64 {
+        let m = &self.members;
+        quorum_followers(m.len(), leader, |i| m[i].is_running() && m[i].votes())
     }
 
     /// Has the leader hold what it sends to the followers outside `quorum` until the
@@ -752,7 +768,7 @@ impl<F: ServiceFactory> Agent for ClusterAgent<F> {
             return self.members.iter_mut().map(|m| m.do_work()).sum();
         };
         let n = self.members.len();
-        let quorum = quorum_followers(n, leader, |i| self.members[i].is_running());
+        let quorum = self.quorum(leader);
         let held = self.hold_outside(leader, quorum);
         let mut work = 0;
         cycle_order(n, leader, quorum, |i| {
@@ -1325,6 +1341,9 @@ impl<F: ServiceFactory> Inner<F> {
         shared
             .leading
             .store(s.role == Role::Leader, Ordering::Relaxed);
+        shared
+            .voting
+            .store(s.role != Role::Learner, Ordering::Relaxed);
         s.term = core.term().0;
         s.leader = core.leader().map(|m| m.0);
         s.commit_position = commit;
@@ -1851,7 +1870,7 @@ mod tests {
         assert_eq!(order(3, 2, &[0, 1, 2]), vec![1, 2, 0, 2]);
         // Five: two followers complete the quorum.
         assert_eq!(order(5, 3, &[0, 1, 2, 3, 4]), vec![1, 2, 3, 4, 0, 3]);
-        // A killed follower is not counted on: the next running one takes its place.
+        // A killed follower or a learner is not counted on: the next voter takes its place.
         assert_eq!(order(3, 0, &[0, 2]), vec![1, 0, 2, 0]);
         assert_eq!(order(5, 3, &[0, 1, 2, 3]), vec![2, 4, 3, 0, 1, 3]);
         // Every member runs in every cycle, the leader twice where it has a quorum to hear.
