@@ -19,12 +19,9 @@ use super::harness::Deployment;
 use super::progress::Progress;
 use crate::peer::{LatencyRun, OpenLoop, ThroughputRun, new_histogram};
 
-/// Member duty cycles per loop turn in `cluster` threading, at most: one. A cycle of the
-/// `ClusterAgent` runs the leader, the followers that complete its quorum and the leader
-/// again, so a message the clients flushed before it is answered within it, and the clients
-/// poll right after (before the other followers' turn in the next cycle). With that order, at
-/// 100 K msg/s over ipc, the p50 went from 3.00-5.19 µs to 2.04-3.08 µs (both changes
-/// measured together, `docs/PERFORMANCE.md`, "The cluster agent's order").
+/// Member duty cycles per turn of the throughput loop in `cluster` threading, at most: one.
+/// A cycle of the `ClusterAgent` answers what the clients flushed before it (the latency loop
+/// polls its clients inside the cycle instead, `Deployment::drive_answering`).
 const DRIVE_CYCLES: usize = 1;
 
 /// The cluster's figures.

@@ -603,14 +603,6 @@ fn quorum_followers(n: usize, leader: usize, counts: impl Fn(usize) -> bool) -> 
     set
 }
 
-/// Visits the members of a cluster of `n` in the order of one [`ClusterAgent`] cycle: the
-/// members outside `quorum` (a bit set) and the leader, then the leader, the quorum in member
-/// order after the leader, and the leader again.
-fn cycle_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usize)) {
-    outside_order(n, leader, quorum, &mut visit);
-    answer_order(n, leader, quorum, visit);
-}
-
 /// The members outside the leader's quorum, in member order.
 fn outside_order(n: usize, leader: usize, quorum: u64, visit: impl FnMut(usize)) {
     (0..n)
@@ -639,15 +631,14 @@ fn answer_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usiz
 /// [`InProcessCluster`] runs, and `cluster-bench --threading cluster`).
 ///
 /// A duty cycle runs every member once, in the order a round trip takes when members run in
-/// parallel: first the followers outside the quorum, then the leader (it appends what clients
-/// sent and sends it to the followers), the followers that complete its quorum (they append
-/// and acknowledge), and the leader again (it commits, applies and answers). A client polled
-/// after the cycle has its answer from the same cycle, and the other followers' work on that
-/// entry comes at the start of the next one instead of before the answer. In member order,
-/// a follower that sat between the leader's two turns, or both of a 3-member cluster's, lay
-/// on every round trip. Together with one cycle between the clients' polls (`cluster-bench`),
-/// this order took the 3-member in-process round trip at 100 K msg/s from p50 3.00-5.19 µs to
-/// 2.04-3.08 µs in six alternating runs (`docs/PERFORMANCE.md`, "The cluster agent's order").
+/// parallel: the leader (it appends what clients sent and sends it to the followers), the
+/// followers that complete its quorum (they append and acknowledge) and the leader again (it
+/// commits, applies and answers), then the followers outside the quorum. A message a client
+/// flushed before the cycle is answered within it. In member order, a follower that sat
+/// between the leader's two turns, or both of a 3-member cluster's, lay on every round trip;
+/// this order (first with the other followers at the start of the cycle) took the 3-member
+/// in-process round trip at 100 K msg/s from p50 3.00-5.19 µs to 2.04-3.08 µs in six
+/// alternating runs (`docs/PERFORMANCE.md`, "The cluster agent's order").
 /// The quorum's followers are the running voters after the leader in member order (a killed
 /// member never answers; a learner's answer completes no quorum). Without a known leader (an election)
 /// the members run in member order.
@@ -656,7 +647,7 @@ fn answer_order(n: usize, leader: usize, quorum: u64, mut visit: impl FnMut(usiz
 /// it sends it, so the leader holds what it sends to the followers outside the quorum until
 /// the answer's path has run ([`Transport::hold_sends_to`]) and sends it then, in the same
 /// cycle. [`ClusterAgent::do_work_answering`] puts the caller's clients inside the
-/// cycle, before those followers run.
+/// cycle, before those followers run; [`Agent::do_work`] is that cycle without clients.
 pub struct ClusterAgent<F: ServiceFactory> {
     members: Vec<NodeAgent<F>>,
     started: usize,
@@ -697,10 +688,10 @@ impl<F: ServiceFactory> ClusterAgent<F> {
 
     /// One duty cycle with the caller's clients in it: the answer's path (the leader, its
     /// quorum's followers, the leader), then `at_answer` (the clients' polls), then the
-    /// followers outside the quorum. Where [`Agent::do_work`] runs those followers first, a
-    /// client polled after the cycle waits for their work on the previous entries; here it
-    /// has its answer before, as when members run on their own machines. Without a known
-    /// leader the members run in member order, then `at_answer`. Returns the work of both.
+    /// followers outside the quorum. A client polled after the cycle would wait for their
+    /// work; here it has its answer before, as when members run on their own machines.
+    /// Without a known leader the members run in member order, then `at_answer`. Returns the
+    /// work of both.
     ///
     /// Drive it through [`AgentInvoker::invoke_with`](crate::agent::AgentInvoker::invoke_with)
     /// so that a member's termination is seen.
@@ -763,21 +754,9 @@ impl<F: ServiceFactory> Agent for ClusterAgent<F> {
         Ok(())
     }
 
+    /// [`ClusterAgent::do_work_answering`]'s cycle with no client in it.
     fn do_work(&mut self) -> usize {
-        let Some(leader) = self.members.iter().position(NodeAgent::leads) else {
-            return self.members.iter_mut().map(|m| m.do_work()).sum();
-        };
-        let n = self.members.len();
-        let quorum = self.quorum(leader);
-        let held = self.hold_outside(leader, quorum);
-        let mut work = 0;
-        cycle_order(n, leader, quorum, |i| {
-            work += self.members[i].do_work();
-        });
-        if held {
-            work += self.members[leader].network.release_held_sends();
-        }
-        work
+        self.do_work_answering(|| 0)
     }
 
     fn termination(&mut self) -> Option<Termination> {
@@ -1851,12 +1830,14 @@ impl InProcessCluster {
 
 #[cfg(test)]
 mod tests {
-    use super::{answer_order, cycle_order, outside_order, quorum_followers};
+    use super::{answer_order, outside_order, quorum_followers};
 
+    /// One cycle's order: the answer's path, then the followers outside the quorum.
     fn order(n: usize, leader: usize, running: &[usize]) -> Vec<usize> {
         let quorum = quorum_followers(n, leader, |i| running.contains(&i));
         let mut seen = Vec::new();
-        cycle_order(n, leader, quorum, |i| seen.push(i));
+        answer_order(n, leader, quorum, |i| seen.push(i));
+        outside_order(n, leader, quorum, |i| seen.push(i));
         seen
     }
 
@@ -1864,15 +1845,15 @@ mod tests {
     fn a_cycle_runs_the_leader_around_the_followers_that_complete_its_quorum() {
         // One member: itself, once.
         assert_eq!(order(1, 0, &[0]), vec![0]);
-        // Three: the follower outside the quorum first, then leader, next follower, leader.
-        assert_eq!(order(3, 0, &[0, 1, 2]), vec![2, 0, 1, 0]);
-        assert_eq!(order(3, 1, &[0, 1, 2]), vec![0, 1, 2, 1]);
-        assert_eq!(order(3, 2, &[0, 1, 2]), vec![1, 2, 0, 2]);
+        // Three: leader, next follower, leader, then the follower outside the quorum.
+        assert_eq!(order(3, 0, &[0, 1, 2]), vec![0, 1, 0, 2]);
+        assert_eq!(order(3, 1, &[0, 1, 2]), vec![1, 2, 1, 0]);
+        assert_eq!(order(3, 2, &[0, 1, 2]), vec![2, 0, 2, 1]);
         // Five: two followers complete the quorum.
-        assert_eq!(order(5, 3, &[0, 1, 2, 3, 4]), vec![1, 2, 3, 4, 0, 3]);
+        assert_eq!(order(5, 3, &[0, 1, 2, 3, 4]), vec![3, 4, 0, 3, 1, 2]);
         // A killed follower or a learner is not counted on: the next voter takes its place.
-        assert_eq!(order(3, 0, &[0, 2]), vec![1, 0, 2, 0]);
-        assert_eq!(order(5, 3, &[0, 1, 2, 3]), vec![2, 4, 3, 0, 1, 3]);
+        assert_eq!(order(3, 0, &[0, 2]), vec![0, 2, 0, 1]);
+        assert_eq!(order(5, 3, &[0, 1, 2, 3]), vec![3, 0, 1, 3, 2, 4]);
         // Every member runs in every cycle, the leader twice where it has a quorum to hear.
         for n in [1usize, 2, 3, 4, 5, 7] {
             for leader in 0..n {
@@ -1892,10 +1873,9 @@ mod tests {
         for n in [1usize, 3, 5] {
             for leader in 0..n {
                 let quorum = quorum_followers(n, leader, |_| true);
-                let (mut answer, mut outside, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut answer, mut outside) = (Vec::new(), Vec::new());
                 answer_order(n, leader, quorum, |i| answer.push(i));
                 outside_order(n, leader, quorum, |i| outside.push(i));
-                cycle_order(n, leader, quorum, |i| whole.push(i));
                 // The answer's path starts and ends at the leader; nobody outside is on it.
                 assert_eq!(answer.first(), Some(&leader));
                 assert_eq!(answer.last(), Some(&leader));
@@ -1904,9 +1884,6 @@ mod tests {
                     "{answer:?} {outside:?}"
                 );
                 assert_eq!(outside.len(), (n - 1) - n / 2);
-                // The whole cycle is the two, the outside followers first.
-                let joined: Vec<usize> = outside.iter().chain(&answer).copied().collect();
-                assert_eq!(whole, joined);
             }
         }
     }
